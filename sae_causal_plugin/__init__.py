@@ -1,0 +1,33 @@
+"""sae-causal-plugin: identifiable, hierarchical sparse autoencoders for SAELens.
+
+Importing the package registers the architectures ``hierarchical_batchtopk``,
+``hierarchical_topk`` and ``hierarchical_jumprelu`` with SAELens (idempotently).
+"""
+
+from sae_causal_plugin.saes import (
+    HierarchicalBatchTopKTrainingSAE,
+    HierarchicalBatchTopKTrainingSAEConfig,
+    HierarchicalJumpReLUTrainingSAE,
+    HierarchicalJumpReLUTrainingSAEConfig,
+    HierarchicalTopKTrainingSAE,
+    HierarchicalTopKTrainingSAEConfig,
+    HierarchyMetadata,
+    load_hierarchy,
+    register_architectures,
+)
+
+register_architectures()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HierarchicalBatchTopKTrainingSAE",
+    "HierarchicalBatchTopKTrainingSAEConfig",
+    "HierarchicalJumpReLUTrainingSAE",
+    "HierarchicalJumpReLUTrainingSAEConfig",
+    "HierarchicalTopKTrainingSAE",
+    "HierarchicalTopKTrainingSAEConfig",
+    "HierarchyMetadata",
+    "load_hierarchy",
+    "register_architectures",
+]

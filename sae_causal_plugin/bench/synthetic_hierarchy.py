@@ -1,0 +1,271 @@
+"""Benchmark: SAELens architectures vs hierarchical minimality SAEs on a synthetic hierarchy.
+
+On one SAELens ``SyntheticModel`` with a ground-truth hierarchy, and the same sample budget,
+width and L0, it trains SAELens ``batchtopk``, ``matryoshka_batchtopk`` and ``jumprelu`` and our
+``hierarchical_batchtopk`` with SAELens's own trainer, then prints SAELens's synthetic metrics
+(F1, MCC, uniqueness, explained variance, L0, dead latents), edge precision / recall / F1 and
+absorption through :func:`recover_concept_graph` + :func:`evaluate_hierarchy_recovery`, and wall
+time. ``--seeds 0 1 2`` repeats everything per seed and adds mean +- sd rows.
+
+Run ``python -m sae_causal_plugin.bench synthetic-hierarchy --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
+RESULT_KEYS = ("f1", "mcc", "uniqueness", "explained_variance", "l0", "dead_latents",
+               "edge_precision", "edge_recall", "edge_f1", "absorption", "seconds")
+
+
+@dataclass
+class BenchConfig:
+    seed: int = 0
+    num_features: int = 256
+    hidden_dim: int = 64
+    roots: int = 16
+    branching: int = 3
+    depth: int = 2
+    mutually_exclusive: float = 0.0
+    samples: int = 2_000_000
+    k: float | None = None  # None: the true mean L0 of the synthetic model, rounded
+    width: int | None = None  # None: num_features
+    lr: float = 1e-3
+    batch_size: int = 1024
+    eval_samples: int = 50_000
+    graph_samples: int = 100_000
+    device: str = "cpu"
+    preset: str | None = None
+    firing: str = "zipfian"
+    max_prob: float = 0.3
+    min_prob: float = 0.01
+    orthogonalize: bool = False
+
+    def validate(self) -> None:
+        for name in ("num_features", "hidden_dim", "roots", "branching", "samples",
+                     "batch_size", "eval_samples", "graph_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.depth < 1:
+            raise ValueError(f"--depth must be at least 1, got {self.depth}.")
+        if not 0.0 <= self.mutually_exclusive <= 1.0:
+            raise ValueError(f"--mutually-exclusive must lie in [0, 1], got {self.mutually_exclusive}.")
+        if self.k is not None and self.k <= 0:
+            raise ValueError(f"--k must be positive, got {self.k}.")
+        if self.width is not None and self.width <= 0:
+            raise ValueError(f"--width must be positive, got {self.width}.")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SAELens's published SynthSAEBench-16k world: 16,384 features in 768 dimensions, 128 roots
+    # with 128 mutually exclusive children each, linear firing probabilities, orthogonalised
+    # dictionary, L0 about 25. Meant for a GPU (--device cuda).
+    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=128, depth=1,
+                              mutually_exclusive=1.0, firing="linear", max_prob=0.16,
+                              min_prob=0.01, orthogonalize=True, k=25, width=16384,
+                              samples=200_000_000, batch_size=4096, lr=3e-4,
+                              eval_samples=500_000, graph_samples=1_000_000),
+}
+
+
+def build_synthetic_model(cfg: BenchConfig, seed: int):
+    """The SAELens ``SyntheticModel`` with a hierarchy that every architecture is trained on."""
+    from sae_lens.synthetic import (
+        HierarchyConfig,
+        LinearFiringProbabilityConfig,
+        SyntheticModel,
+        SyntheticModelConfig,
+        ZipfianFiringProbabilityConfig,
+    )
+    from sae_lens.synthetic.synthetic_model import OrthogonalizationConfig
+
+    if cfg.firing == "linear":
+        firing = LinearFiringProbabilityConfig(max_prob=cfg.max_prob, min_prob=cfg.min_prob)
+    else:
+        firing = ZipfianFiringProbabilityConfig(exponent=0.5, max_prob=cfg.max_prob, min_prob=cfg.min_prob)
+    model_cfg = SyntheticModelConfig(
+        num_features=cfg.num_features,
+        hidden_dim=cfg.hidden_dim,
+        firing_probability=firing,
+        hierarchy=HierarchyConfig(
+            total_root_nodes=cfg.roots,
+            branching_factor=cfg.branching,
+            max_depth=cfg.depth,
+            mutually_exclusive_portion=cfg.mutually_exclusive,
+            compensate_probabilities=True,
+        ),
+        orthogonalization=OrthogonalizationConfig() if cfg.orthogonalize else None,
+        bias=False,
+        seed=seed,
+    )
+    return SyntheticModel(model_cfg, device=cfg.device)
+
+
+def level_widths(cfg: BenchConfig, width: int) -> list[int]:
+    """Cumulative sizes of the true hierarchy's levels (given to Matryoshka as its widths)."""
+    widths, level, total = [], cfg.roots, 0
+    for _ in range(cfg.depth):
+        total += level
+        if total >= width:
+            break
+        widths.append(total)
+        level *= cfg.branching
+    return widths + [width]
+
+
+def make_sae(arch: str, cfg: BenchConfig, d_in: int, width: int, k: float):
+    """A SAELens training SAE of ``arch`` at the shared width and L0."""
+    from sae_lens import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
+        JumpReLUTrainingSAE,
+        JumpReLUTrainingSAEConfig,
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+
+    from sae_causal_plugin import HierarchicalBatchTopKTrainingSAE, HierarchicalBatchTopKTrainingSAEConfig
+
+    common = dict(d_in=d_in, d_sae=width, device=cfg.device)
+    if arch == "batchtopk":
+        return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(k=k, **common))
+    if arch == "matryoshka_batchtopk":
+        return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
+            k=k, matryoshka_widths=level_widths(cfg, width), **common))
+    if arch == "jumprelu":
+        # Same L0 as the others: SAELens's quadratic L0 loss around target_l0 = k.
+        return JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(
+            jumprelu_sparsity_loss_mode="quadratic", target_l0=float(k), **common))
+    if arch == "hierarchical_batchtopk":
+        return HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(k=k, **common))
+    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}.")
+
+
+def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float) -> dict[str, Any]:
+    """Train one architecture with SAELens's trainer and evaluate it."""
+    from sae_lens.synthetic import eval_sae_on_synthetic_data
+    from sae_lens.synthetic.training import train_toy_sae
+
+    from sae_causal_plugin.graph import evaluate_hierarchy_recovery, recover_concept_graph
+
+    width = cfg.width or cfg.num_features
+    torch.manual_seed(seed)
+    sae = make_sae(arch, cfg, cfg.hidden_dim, width, k)
+    start = time.perf_counter()
+    train_toy_sae(sae, model.feature_dict, model.activation_generator,
+                  training_samples=cfg.samples, batch_size=cfg.batch_size, lr=cfg.lr,
+                  device=cfg.device)
+    seconds = time.perf_counter() - start
+    sae.eval()
+    ev = eval_sae_on_synthetic_data(sae, model.feature_dict, model.activation_generator,
+                                    num_samples=cfg.eval_samples, batch_size=cfg.batch_size)
+    with torch.no_grad():
+        acts = model.sample(cfg.graph_samples)
+    graph = recover_concept_graph(sae, acts)
+    edges = evaluate_hierarchy_recovery(graph, sae, model)
+    return {
+        "arch": arch, "seed": seed,
+        "f1": ev.classification.f1_score, "mcc": ev.mcc, "uniqueness": ev.uniqueness,
+        "explained_variance": ev.explained_variance, "l0": ev.sae_l0,
+        "dead_latents": ev.dead_latents,
+        "edge_precision": edges["precision"], "edge_recall": edges["recall"],
+        "edge_f1": edges["f1"], "absorption": edges["absorption"], "seconds": seconds,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per architecture: the mean over seeds, with ``<key>_sd`` beside each key."""
+    out = []
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        mine = [r for r in rows if r["arch"] == arch]
+        result: dict[str, Any] = {"arch": arch, "seeds": [r["seed"] for r in mine]}
+        for key in RESULT_KEYS:
+            values = [float(r[key]) for r in mine]
+            result[key] = statistics.fmean(values)
+            result[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(result)
+    return out
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    header = f"{'arch':24s}" + "".join(f"{k:>20s}" for k in RESULT_KEYS)
+    lines = [header, "-" * len(header)]
+    for r in results:
+        cells = []
+        for key in RESULT_KEYS:
+            sd = r.get(f"{key}_sd", 0.0)
+            cells.append(f"{r[key]:>11.3f} ± {sd:<6.3f}" if key != "seconds" else f"{r[key]:>11.1f} ± {sd:<6.1f}")
+        lines.append(f"{r['arch']:24s}" + "".join(f"{c:>20s}" for c in cells))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str], bool]:
+    d = BenchConfig()
+    p = argparse.ArgumentParser(prog="sae_causal_plugin.bench synthetic-hierarchy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds; mean ± sd")
+    p.add_argument("--num-features", type=int, default=d.num_features)
+    p.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
+    p.add_argument("--roots", type=int, default=d.roots)
+    p.add_argument("--branching", type=int, default=d.branching)
+    p.add_argument("--depth", type=int, default=d.depth)
+    p.add_argument("--mutually-exclusive", type=float, default=d.mutually_exclusive,
+                   help="share of parents whose children are mutually exclusive")
+    p.add_argument("--samples", type=int, default=d.samples, help="training samples per SAE")
+    p.add_argument("--k", type=float, default=None, help="L0 of every SAE (default: true L0)")
+    p.add_argument("--width", type=int, default=None, help="d_sae (default: num features)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
+    a = p.parse_args(argv)
+    values = dict(num_features=a.num_features, hidden_dim=a.hidden_dim, roots=a.roots,
+                  branching=a.branching, depth=a.depth, mutually_exclusive=a.mutually_exclusive,
+                  samples=a.samples, k=a.k, width=a.width, lr=a.lr, device=a.device, preset=a.preset)
+    if a.preset:
+        values.update(PRESETS[a.preset])
+    cfg = BenchConfig(**values)
+    cfg.validate()
+    seeds = a.seeds if a.seeds is not None else [a.seed if a.seed is not None else 0]
+    cfg.seed = seeds[0]
+    return cfg, seeds, a.archs, a.json
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    cfg, seeds, archs, as_json = parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.getLogger("sae_lens").setLevel(logging.ERROR)
+    rows = []
+    for seed in seeds:
+        model = build_synthetic_model(cfg, seed)
+        k = cfg.k
+        if k is None:
+            k = float(round(float((model.activation_generator.sample(20_000) > 0).sum(-1).float().mean())))
+        for arch in archs:
+            row = run_architecture(arch, cfg, model, seed, k)
+            row["k"] = k
+            rows.append(row)
+            print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in RESULT_KEYS),
+                  flush=True)
+    results = summarise(rows)
+    print(format_table(results))
+    report = {"config": {**asdict(cfg), "seeds": seeds, "archs": archs}, "results": results, "runs": rows}
+    if as_json:
+        print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

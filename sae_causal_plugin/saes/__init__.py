@@ -1,0 +1,27 @@
+"""Hierarchical minimality SAEs (SAELens training-SAE subclasses) and their pure losses."""
+
+from sae_causal_plugin.saes.config import MinimalityConfig
+from sae_causal_plugin.saes.hierarchical import (
+    HierarchicalBatchTopKTrainingSAE,
+    HierarchicalBatchTopKTrainingSAEConfig,
+    HierarchicalJumpReLUTrainingSAE,
+    HierarchicalJumpReLUTrainingSAEConfig,
+    HierarchicalTopKTrainingSAE,
+    HierarchicalTopKTrainingSAEConfig,
+)
+from sae_causal_plugin.saes.metadata import HierarchyMetadata, load_hierarchy, save_hierarchy
+from sae_causal_plugin.saes.registration import register_architectures
+
+__all__ = [
+    "HierarchicalBatchTopKTrainingSAE",
+    "HierarchicalBatchTopKTrainingSAEConfig",
+    "HierarchicalJumpReLUTrainingSAE",
+    "HierarchicalJumpReLUTrainingSAEConfig",
+    "HierarchicalTopKTrainingSAE",
+    "HierarchicalTopKTrainingSAEConfig",
+    "HierarchyMetadata",
+    "MinimalityConfig",
+    "load_hierarchy",
+    "register_architectures",
+    "save_hierarchy",
+]

@@ -1,0 +1,94 @@
+"""Configuration of the minimality terms, shared by every hierarchical architecture."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class MinimalityConfig:
+    """Coefficients of the causal-minimality terms (mixed into each training-SAE config).
+
+    Every term appears as its own entry of SAELens's ``losses`` dict and has a linear warm-up
+    (SAELens ``TrainCoefficientConfig``). The defaults work without tuning on SAELens synthetic
+    hierarchies and on the project's toy worlds.
+
+    Args:
+        compression_coefficient: weight of the dictionary-compression term
+            (``compression_loss``): decoder rows may not be near-copies of each other, which is
+            what feature absorption and duplicated latents look like.
+        compression_margin: absolute cosine between two decoder rows that costs nothing.
+        compression_warm_up_steps: linear warm-up of ``compression_coefficient``.
+        compression_max_rows: rows compared per step; wider SAEs compare a fresh random
+            subset each step so the cost stays bounded.
+        selection_coefficient: weight of the selection-consistency hinge (``selection_loss``):
+            when the learned selection map says latent ``p`` is a parent of latent ``c``,
+            ``c`` firing without ``p`` is penalised through ``p``'s pre-activation.
+        selection_warm_up_steps: linear warm-up of ``selection_coefficient``.
+        selection_threshold: a selection-map weight above this value is an edge.
+        selection_fit_coefficient: weight of the fit of the selection map itself
+            (``selection_fit_loss``; only the map receives its gradient).
+        graph_sparsity_coefficient: L1 weight on the selection map (``graph_sparsity_loss``),
+            the graph-minimality term: few parents per concept.
+        selection_max_latents: the selection map is a dense ``d_sae x d_sae`` parameter; above
+            this width it is not created and the selection terms are off.
+        revival_window: a latent that has not fired for this many steps counts as dead for the
+            auxiliary loss that revives it (SAELens's own window is its trainer's
+            ``dead_feature_window``); 0 defers to the trainer.
+    """
+
+    compression_coefficient: float = 10.0
+    compression_margin: float = 0.2
+    compression_warm_up_steps: int = 0
+    compression_max_rows: int = 4096
+    selection_coefficient: float = 1.0
+    selection_warm_up_steps: int = 200
+    selection_threshold: float = 0.5
+    selection_fit_coefficient: float = 1.0
+    graph_sparsity_coefficient: float = 1e-3
+    selection_max_latents: int = 8192
+    revival_window: int = 50
+
+    def validate_minimality(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what to change."""
+        _non_negative(self, "compression_coefficient", "selection_coefficient",
+                      "selection_fit_coefficient", "graph_sparsity_coefficient")
+        _non_negative_int(self, "compression_warm_up_steps", "selection_warm_up_steps",
+                          "revival_window", "selection_max_latents")
+        _in_unit_interval(self, "compression_margin", "selection_threshold")
+        if self.compression_max_rows < 2:
+            raise ValueError(
+                f"compression_max_rows must be at least 2, got {self.compression_max_rows}; "
+                "set it to the number of decoder rows compared per step (default 4096)."
+            )
+
+
+def validate_k(k: Any) -> None:
+    """``k`` must be a positive finite number of active latents."""
+    if not isinstance(k, (int, float)) or isinstance(k, bool) or not math.isfinite(k) or k <= 0:
+        raise ValueError(f"k must be a positive number of active latents per sample, got {k!r}.")
+
+
+def _non_negative(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"{name} must be a finite number >= 0, got {value!r}; use 0 to switch the term off."
+            )
+
+
+def _non_negative_int(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+
+
+def _in_unit_interval(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value!r}.")

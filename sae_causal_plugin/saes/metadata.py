@@ -1,0 +1,147 @@
+"""The learned hierarchy saved beside a SAELens SAE directory (``hierarchy.json``).
+
+Stock SAELens reads ``cfg.json`` and ``sae_weights.safetensors`` and ignores other files, so a
+directory written by a hierarchical SAE loads anywhere SAELens loads SAEs; the plugin reads the
+hierarchy back with :func:`load_hierarchy`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HIERARCHY_FILENAME = "hierarchy.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class HierarchyMetadata:
+    """What a hierarchical SAE learned about its own latents.
+
+    Attributes:
+        architecture: the training architecture (e.g. ``hierarchical_batchtopk``).
+        edges: selection edges ``(child, parent, weight)`` of the learned selection map,
+            child -> parent (fine -> coarse).
+        levels: level of each latent on an edge (0 = most abstract), from the edge DAG.
+        firing_rates: fraction of training samples in which each latent fired, if tracked.
+        minimality: the minimality coefficients the SAE was trained with.
+    """
+
+    architecture: str
+    edges: list[tuple[int, int, float]] = field(default_factory=list)
+    levels: dict[int, int] = field(default_factory=dict)
+    firing_rates: list[float] | None = None
+    minimality: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_edges(cls, *, architecture: str, edges: list[tuple[int, int, float]],
+                   firing_rates: list[float] | None = None,
+                   minimality: dict[str, Any] | None = None) -> HierarchyMetadata:
+        """Build the metadata, keeping an acyclic edge set and computing levels."""
+        kept = _acyclic(edges, firing_rates)
+        return cls(architecture=architecture, edges=kept, levels=_levels(kept),
+                   firing_rates=firing_rates, minimality=dict(minimality or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["edges"] = [list(e) for e in self.edges]
+        data["levels"] = {str(k): v for k, v in self.levels.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HierarchyMetadata:
+        return cls(
+            architecture=data["architecture"],
+            edges=[(int(c), int(p), float(w)) for c, p, w in data.get("edges", [])],
+            levels={int(k): int(v) for k, v in data.get("levels", {}).items()},
+            firing_rates=data.get("firing_rates"),
+            minimality=dict(data.get("minimality", {})),
+            format_version=int(data.get("format_version", FORMAT_VERSION)),
+        )
+
+
+def save_hierarchy(meta: HierarchyMetadata, directory: str | Path) -> Path:
+    """Write ``hierarchy.json`` into ``directory`` atomically (never half-written)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / HIERARCHY_FILENAME
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hierarchy-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(meta.to_dict(), f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_hierarchy(directory: str | Path) -> HierarchyMetadata:
+    """Read the hierarchy a hierarchical SAE saved beside its weights."""
+    path = Path(directory) / HIERARCHY_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {HIERARCHY_FILENAME} in {directory}: it is written by save_inference_model of a "
+            "sae_causal_plugin hierarchical SAE; stock SAELens SAEs have none (use "
+            "recover_concept_graph to estimate a hierarchy from activations instead)."
+        )
+    with open(path) as f:
+        return HierarchyMetadata.from_dict(json.load(f))
+
+
+def _acyclic(edges: list[tuple[int, int, float]],
+             rates: list[float] | None) -> list[tuple[int, int, float]]:
+    """Drop the weaker direction of 2-cycles, then any edge that would close a longer cycle.
+
+    Edges are considered strongest first (ties: the parent that fires more often wins), so the
+    result is deterministic.
+    """
+    def rate(i: int) -> float:
+        return rates[i] if rates is not None else 0.0
+
+    order = sorted(edges, key=lambda e: (-e[2], -(rate(e[1]) - rate(e[0])), e[0], e[1]))
+    parents: dict[int, set[int]] = {}
+    kept: list[tuple[int, int, float]] = []
+    for child, parent, weight in order:
+        if _reaches(parents, parent, child):
+            continue
+        parents.setdefault(child, set()).add(parent)
+        kept.append((child, parent, weight))
+    return sorted(kept)
+
+
+def _reaches(parents: dict[int, set[int]], start: int, goal: int) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(parents.get(node, ()))
+    return False
+
+
+def _levels(edges: list[tuple[int, int, float]]) -> dict[int, int]:
+    """Level 0 for latents with no parent, else one more than the deepest parent."""
+    parents: dict[int, list[int]] = {}
+    nodes: set[int] = set()
+    for child, parent, _ in edges:
+        parents.setdefault(child, []).append(parent)
+        nodes.update((child, parent))
+    levels: dict[int, int] = {}
+
+    def level(node: int) -> int:
+        if node not in levels:
+            levels[node] = 1 + max((level(p) for p in parents.get(node, [])), default=-1)
+        return levels[node]
+
+    for node in sorted(nodes):
+        level(node)
+    return levels

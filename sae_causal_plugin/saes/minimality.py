@@ -1,0 +1,204 @@
+"""The glue between the minimality losses and SAELens's training SAEs.
+
+:class:`MinimalityMixin` is mixed in front of a SAELens ``TrainingSAE`` subclass. It adds the
+minimality terms to SAELens's ``losses`` dict from ``calculate_aux_loss`` (so SAELens logs each
+of them), their warm-up coefficients to ``get_coefficients``, a learned selection map
+(``selection_logits``, a ``d_sae x d_sae`` parameter) and a short revival window for dead
+latents. ``save_inference_model`` writes a directory stock SAELens loads, and the learned
+hierarchy beside it (see :mod:`sae_causal_plugin.saes.metadata`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput, TrainStepOutput
+from torch import Tensor, nn
+
+from sae_causal_plugin.saes import losses
+from sae_causal_plugin.saes.metadata import HierarchyMetadata, save_hierarchy
+
+SELECTION_KEYS = ("selection_logits", "selection_leak_logits")
+
+
+class MinimalityMixin:
+    """Adds the causal-minimality terms to a SAELens training SAE (put it first in the bases)."""
+
+    cfg: Any
+    W_dec: nn.Parameter
+    selection_logits: nn.Parameter | None
+    selection_leak_logits: nn.Parameter | None
+    since_fired: Tensor
+    fire_counts: Tensor
+
+    def __init__(self, cfg: Any, use_error_term: bool = False):
+        cfg.validate_minimality()
+        super().__init__(cfg, use_error_term)  # type: ignore[call-arg]
+        d_sae, device = cfg.d_sae, self.W_dec.device
+        self.register_buffer("since_fired", torch.zeros(d_sae, dtype=torch.long, device=device),
+                             persistent=False)
+        self.register_buffer("fire_counts", torch.zeros(d_sae, dtype=torch.float64, device=device),
+                             persistent=False)
+        self.register_buffer("n_seen", torch.zeros((), dtype=torch.float64, device=device),
+                             persistent=False)
+        if self.selection_enabled:
+            self.selection_logits = nn.Parameter(
+                torch.full((d_sae, d_sae), -4.0, dtype=self.W_dec.dtype, device=device))
+            self.selection_leak_logits = nn.Parameter(
+                torch.zeros(d_sae, dtype=self.W_dec.dtype, device=device))
+        else:
+            self.selection_logits = None
+            self.selection_leak_logits = None
+
+    @property
+    def selection_enabled(self) -> bool:
+        cfg = self.cfg
+        uses_map = cfg.selection_coefficient > 0 or cfg.graph_sparsity_coefficient > 0
+        return uses_map and cfg.d_sae <= cfg.selection_max_latents
+
+    # ---- SAELens hooks -------------------------------------------------------------------
+
+    def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
+        cfg = self.cfg
+        coefficients = dict(super().get_coefficients())  # type: ignore[misc]
+        coefficients["compression"] = TrainCoefficientConfig(
+            cfg.compression_coefficient, cfg.compression_warm_up_steps)
+        if self.selection_enabled:
+            coefficients["selection"] = TrainCoefficientConfig(
+                cfg.selection_coefficient, cfg.selection_warm_up_steps)
+            coefficients["selection_fit"] = TrainCoefficientConfig(
+                cfg.selection_fit_coefficient, 0)
+            coefficients["graph_sparsity"] = TrainCoefficientConfig(
+                cfg.graph_sparsity_coefficient, cfg.selection_warm_up_steps)
+        return coefficients
+
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        check_activations(step_input.sae_in, self.cfg.d_in)
+        return super().training_forward_pass(step_input)  # type: ignore[misc]
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: Tensor,
+        hidden_pre: Tensor,
+        sae_out: Tensor,
+    ) -> dict[str, Tensor]:
+        fired = feature_acts != 0
+        self._track_firing(fired)
+        if self.cfg.revival_window > 0:
+            step_input = dataclasses.replace(
+                step_input, dead_neuron_mask=self.since_fired > self.cfg.revival_window)
+        base = super().calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)  # type: ignore[misc]
+        terms = dict(base) if isinstance(base, dict) else {"aux_loss": base}
+        coefficients = step_input.coefficients
+        terms["compression_loss"] = coefficients["compression"] * losses.dictionary_compression_loss(
+            self.W_dec, self.cfg.compression_margin, self._compression_rows())
+        if self.selection_enabled:
+            terms.update(self._selection_terms(coefficients, fired, hidden_pre, feature_acts))
+        return terms
+
+    # ---- selection map -------------------------------------------------------------------
+
+    def selection_map(self) -> Float[Tensor, "d_sae d_sae"]:
+        """Learned ``S[child, parent]`` in ``[0, 1]`` (zero diagonal); needs the map enabled."""
+        if self.selection_logits is None:
+            raise ValueError(
+                "this SAE has no selection map: set selection_coefficient > 0 and "
+                "d_sae <= selection_max_latents in its config."
+            )
+        s = torch.sigmoid(self.selection_logits)
+        return s * (1.0 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device))
+
+    def firing_threshold(self, hidden_pre: Tensor, feature_acts: Tensor) -> Tensor:
+        """Pre-activation a latent must exceed to fire, broadcastable to ``hidden_pre``."""
+        raise NotImplementedError
+
+    def _selection_terms(
+        self, coefficients: dict[str, float], fired: Tensor, hidden_pre: Tensor, feature_acts: Tensor
+    ) -> dict[str, Tensor]:
+        s = self.selection_map()
+        assert self.selection_leak_logits is not None
+        fired_f = fired.to(s.dtype)
+        fit = losses.selection_map_fit_loss(s, fired_f, fired_f, torch.sigmoid(self.selection_leak_logits))
+        with torch.no_grad():
+            children, parents = torch.nonzero(s > self.cfg.selection_threshold, as_tuple=True)
+            strength = s[children, parents]
+        consistency = losses.selection_consistency_loss(
+            fired, hidden_pre, self.firing_threshold(hidden_pre, feature_acts).detach(),
+            children, parents, strength)
+        return {
+            "selection_loss": coefficients["selection"] * consistency,
+            "selection_fit_loss": coefficients["selection_fit"] * fit,
+            "graph_sparsity_loss": coefficients["graph_sparsity"] * losses.graph_sparsity_loss(s),
+        }
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _track_firing(self, fired: Tensor) -> None:
+        if not self.training:
+            return
+        any_fired = fired.any(dim=0)
+        self.since_fired += 1
+        self.since_fired[any_fired] = 0
+        self.fire_counts += fired.sum(dim=0).to(self.fire_counts.dtype)
+        self.n_seen += fired.shape[0]
+
+    def _compression_rows(self) -> Tensor | None:
+        d_sae = self.cfg.d_sae
+        if d_sae <= self.cfg.compression_max_rows:
+            return None
+        return torch.randperm(d_sae, device=self.W_dec.device)[: self.cfg.compression_max_rows]
+
+    # ---- saving ----------------------------------------------------------------------------
+
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, Any]) -> None:
+        for key in SELECTION_KEYS:
+            state_dict.pop(key, None)
+        super().process_state_dict_for_saving_inference(state_dict)  # type: ignore[misc]
+
+    def hierarchy_metadata(self) -> HierarchyMetadata:
+        """The hierarchy this SAE learned: selection edges, firing rates, config of the terms."""
+        rates = (self.fire_counts / self.n_seen.clamp_min(1)).float().cpu()
+        edges: list[tuple[int, int, float]] = []
+        if self.selection_logits is not None:
+            with torch.no_grad():
+                s = self.selection_map().float().cpu()
+            idx = torch.nonzero(s > self.cfg.selection_threshold)
+            edges = [(int(c), int(p), float(s[c, p])) for c, p in idx.tolist()]
+        return HierarchyMetadata.from_edges(
+            architecture=self.cfg.architecture(),
+            edges=edges,
+            firing_rates=rates.tolist() if self.n_seen > 0 else None,
+            minimality={f.name: getattr(self.cfg, f.name)
+                        for f in dataclasses.fields(self.cfg) if _is_minimality_field(f.name)},
+        )
+
+    def save_inference_model(self, path: str | Path) -> tuple[Path, Path]:
+        """Save a stock-SAELens directory plus ``hierarchy.json`` with the learned hierarchy."""
+        weights_path, cfg_path = super().save_inference_model(path)  # type: ignore[misc]
+        save_hierarchy(self.hierarchy_metadata(), Path(path))
+        return weights_path, cfg_path
+
+
+def _is_minimality_field(name: str) -> bool:
+    from sae_causal_plugin.saes.config import MinimalityConfig
+
+    return name in {f.name for f in dataclasses.fields(MinimalityConfig)}
+
+
+def check_activations(x: Tensor, d_in: int) -> None:
+    """Raise ``ValueError`` for activations an SAE of width ``d_in`` cannot train on."""
+    if x.shape[-1] != d_in:
+        raise ValueError(
+            f"activations have d_in={x.shape[-1]} but the SAE expects d_in={d_in}; "
+            "set the SAE config's d_in to the width of the hook you train on."
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(
+            "activations contain NaN or Inf; clean or clip the activation source before training."
+        )
