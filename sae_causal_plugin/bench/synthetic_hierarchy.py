@@ -32,12 +32,12 @@ RESULT_KEYS = ("f1", "mcc", "uniqueness", "explained_variance", "l0", "dead_late
 class BenchConfig:
     seed: int = 0
     num_features: int = 256
-    hidden_dim: int = 64
+    hidden_dim: int = 128
     roots: int = 16
     branching: int = 3
     depth: int = 2
     mutually_exclusive: float = 0.0
-    samples: int = 2_000_000
+    samples: int = 3_000_000
     k: float | None = None  # None: the true mean L0 of the synthetic model, rounded
     width: int | None = None  # None: num_features
     lr: float = 1e-3
@@ -67,12 +67,14 @@ class BenchConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SAELens's published SynthSAEBench-16k world: 16,384 features in 768 dimensions, 128 roots
-    # with 128 mutually exclusive children each, linear firing probabilities, orthogonalised
-    # dictionary, L0 about 25. Meant for a GPU (--device cuda).
-    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=128, depth=1,
-                              mutually_exclusive=1.0, firing="linear", max_prob=0.16,
-                              min_prob=0.01, orthogonalize=True, k=25, width=16384,
+    # SAELens's published SynthSAEBench-16k world (SAELens docs, "SynthSAEBench"): 16,384
+    # features in 768 dimensions, Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4), 128 roots
+    # with branching 4 and depth 3, all children mutually exclusive, orthogonalised dictionary;
+    # SAEs of width 16,384 at L0 = 25 trained on 200M samples. The published world also has
+    # low-rank feature correlations, which this preset leaves out. Meant for a GPU (--device cuda).
+    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4, depth=3,
+                              mutually_exclusive=1.0, firing="zipfian", max_prob=0.4,
+                              min_prob=5e-4, orthogonalize=True, k=25, width=16384,
                               samples=200_000_000, batch_size=4096, lr=3e-4,
                               eval_samples=500_000, graph_samples=1_000_000),
 }

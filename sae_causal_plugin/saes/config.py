@@ -16,6 +16,11 @@ class MinimalityConfig:
     hierarchies and on the project's toy worlds.
 
     Args:
+        nested_coefficient: weight of the coarse-to-fine reconstruction term
+            (``nested_loss``): the first ``level_widths[i]`` latents must reconstruct alone.
+        nested_warm_up_steps: linear warm-up of ``nested_coefficient``.
+        level_widths: sizes of the coarse prefixes (strictly increasing, each < ``d_sae``);
+            ``None`` uses ``d_sae/16`` and ``d_sae/4``.
         compression_coefficient: weight of the dictionary-compression term
             (``compression_loss``): decoder rows may not be near-copies of each other, which is
             what feature absorption and duplicated latents look like.
@@ -39,6 +44,9 @@ class MinimalityConfig:
             ``dead_feature_window``); 0 defers to the trainer.
     """
 
+    nested_coefficient: float = 1.0
+    nested_warm_up_steps: int = 0
+    level_widths: list[int] | None = None
     compression_coefficient: float = 10.0
     compression_margin: float = 0.2
     compression_warm_up_steps: int = 0
@@ -51,13 +59,34 @@ class MinimalityConfig:
     selection_max_latents: int = 8192
     revival_window: int = 50
 
+    def resolved_level_widths(self) -> list[int]:
+        """The coarse prefix sizes actually used (the defaults resolved against ``d_sae``)."""
+        d_sae = getattr(self, "d_sae")
+        if self.level_widths is not None:
+            return list(self.level_widths)
+        return sorted({w for w in (d_sae // 16, d_sae // 4) if 0 < w < d_sae})
+
     def validate_minimality(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what to change."""
-        _non_negative(self, "compression_coefficient", "selection_coefficient",
+        _non_negative(self, "nested_coefficient", "compression_coefficient", "selection_coefficient",
                       "selection_fit_coefficient", "graph_sparsity_coefficient")
-        _non_negative_int(self, "compression_warm_up_steps", "selection_warm_up_steps",
+        _non_negative_int(self, "nested_warm_up_steps", "compression_warm_up_steps", "selection_warm_up_steps",
                           "revival_window", "selection_max_latents")
         _in_unit_interval(self, "compression_margin", "selection_threshold")
+        widths = self.resolved_level_widths()
+        d_sae = getattr(self, "d_sae")
+        if any(not isinstance(w, int) or not 0 < w < d_sae for w in widths) or widths != sorted(set(widths)):
+            raise ValueError(
+                f"level_widths must be strictly increasing integers in (0, d_sae={d_sae}), got "
+                f"{self.level_widths!r}; leave it None for the defaults d_sae/16 and d_sae/4."
+            )
+        if self.nested_coefficient > 0 and getattr(self, "normalize_activations", "none") in (
+                "layer_norm", "constant_norm_rescale", "covariance_whitening"):
+            raise ValueError(
+                "nested_coefficient > 0 needs normalize_activations 'none' or "
+                "'expected_average_only_in'; set nested_coefficient=0 to use "
+                f"{getattr(self, 'normalize_activations')!r}."
+            )
         if self.compression_max_rows < 2:
             raise ValueError(
                 f"compression_max_rows must be at least 2, got {self.compression_max_rows}; "

@@ -1,7 +1,11 @@
 """Minimality losses as pure functions of tensors.
 
-Three practical forms of causal minimality (DESIGN.md section 1) appear here:
+Three practical forms of causal minimality (DESIGN.md section 1) appear here, beside the
+coarse-to-fine reconstruction that orders latents by level:
 
+* **nested reconstruction** (:func:`nested_reconstruction_loss`): the first ``w_0 < w_1 < ...``
+  latents (the coarse levels) must reconstruct the input on their own, Matryoshka style, so a
+  parent concept keeps a latent of its own instead of being copied into its children.
 * **compression** (:func:`dictionary_compression_loss`): no two dictionary directions may
   be near-copies of each other. It removes duplicated latents and *feature absorption*,
   where a child latent's decoder row becomes ``d_child + d_parent`` and so is strongly
@@ -47,6 +51,28 @@ def dictionary_compression_loss(
     excess = (cos.abs() - margin).relu()
     excess = excess - torch.diag_embed(torch.diagonal(excess))
     return excess.pow(2).sum() / W_dec.shape[0]
+
+
+def nested_reconstruction_loss(
+    feature_acts: Float[Tensor, "batch d_sae"],
+    W_dec: Float[Tensor, "d_sae d_in"],
+    b_dec: Float[Tensor, " d_in"],
+    target: Float[Tensor, "batch d_in"],
+    widths: list[int],
+) -> Float[Tensor, ""]:
+    """Sum over coarse levels of the squared error of reconstructing from the first ``w`` latents.
+
+    Zero when every prefix reconstructs ``target`` exactly; ``widths`` lists the prefix sizes
+    (each < ``d_sae``; the full width is the ordinary reconstruction loss).
+    """
+    total = target.new_zeros(())
+    recon = b_dec.expand_as(target)
+    start = 0
+    for width in widths:
+        recon = recon + feature_acts[:, start:width] @ W_dec[start:width]
+        total = total + (recon - target).pow(2).sum(dim=-1).mean()
+        start = width
+    return total
 
 
 def selection_consistency_loss(

@@ -30,6 +30,7 @@ class MinimalityMixin:
 
     cfg: Any
     W_dec: nn.Parameter
+    b_dec: nn.Parameter
     selection_logits: nn.Parameter | None
     selection_leak_logits: nn.Parameter | None
     since_fired: Tensor
@@ -65,6 +66,8 @@ class MinimalityMixin:
     def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
         cfg = self.cfg
         coefficients = dict(super().get_coefficients())  # type: ignore[misc]
+        coefficients["nested"] = TrainCoefficientConfig(
+            cfg.nested_coefficient, cfg.nested_warm_up_steps)
         coefficients["compression"] = TrainCoefficientConfig(
             cfg.compression_coefficient, cfg.compression_warm_up_steps)
         if self.selection_enabled:
@@ -95,6 +98,10 @@ class MinimalityMixin:
         base = super().calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)  # type: ignore[misc]
         terms = dict(base) if isinstance(base, dict) else {"aux_loss": base}
         coefficients = step_input.coefficients
+        widths = self.cfg.resolved_level_widths()
+        if widths and self.cfg.nested_coefficient > 0:
+            terms["nested_loss"] = coefficients["nested"] * losses.nested_reconstruction_loss(
+                feature_acts, self._decoder_for_acts(), self.b_dec, step_input.sae_in, widths)
         terms["compression_loss"] = coefficients["compression"] * losses.dictionary_compression_loss(
             self.W_dec, self.cfg.compression_margin, self._compression_rows())
         if self.selection_enabled:
@@ -147,6 +154,12 @@ class MinimalityMixin:
         self.since_fired[any_fired] = 0
         self.fire_counts += fired.sum(dim=0).to(self.fire_counts.dtype)
         self.n_seen += fired.shape[0]
+
+    def _decoder_for_acts(self) -> Tensor:
+        """Decoder that maps ``feature_acts`` to the input (unit rows when acts are rescaled)."""
+        if getattr(self.cfg, "rescale_acts_by_decoder_norm", False):
+            return self.W_dec / self.W_dec.norm(dim=-1, keepdim=True)
+        return self.W_dec
 
     def _compression_rows(self) -> Tensor | None:
         d_sae = self.cfg.d_sae
