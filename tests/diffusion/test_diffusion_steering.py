@@ -1,0 +1,177 @@
+"""DiffusionSteering: error-preserving SAE edits during generation, windows, rows, masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sae_lens import StandardSAE, StandardSAEConfig
+
+from sae_causal_plugin.diffusion import (
+    DiffusionSteering,
+    HookedDiffusionPipeline,
+    StepWindow,
+    hook_denoiser,
+    resize_mask,
+)
+from sae_causal_plugin.steering import steer_activations
+
+MID = "mid_block.hook_out"  # 32 channels, 4x4, in the tiny SD pipeline
+
+
+def _sae(d_in: int = 32, d_sae: int = 64) -> StandardSAE:
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.5)
+    return sae
+
+
+@pytest.fixture(scope="module")
+def sae():
+    return _sae()
+
+
+def _no_hooks_left(denoiser) -> bool:
+    return not any(h.has_hooks() for h in denoiser.hook_dict.values()) and all(
+        not m._forward_hooks and not m._forward_pre_hooks for m in denoiser.model.modules()
+    )
+
+
+def test_steering_changes_generation_and_strength_zero_is_identity(sd_pipe, sd_call, sae):
+    ref = sd_pipe(**sd_call()).images
+    with DiffusionSteering(
+        sd_pipe, sae, MID, [3, 7], "add", 20.0, window=StepWindow(steps=(0, 2)), cfg="cond"
+    ) as steer:
+        steered = sd_pipe(**sd_call()).images
+    assert not torch.allclose(steered, ref)
+    with DiffusionSteering(sd_pipe, sae, MID, [3, 7], "add", 20.0, strength=0.0):
+        same = sd_pipe(**sd_call()).images
+    assert torch.equal(same, ref)
+    assert _no_hooks_left(steer.denoiser)
+    assert torch.equal(sd_pipe(**sd_call()).images, ref)
+
+
+def test_edit_at_the_hook_is_error_preserving_and_row_limited(sd_pipe, sd_call, sae):
+    hp = HookedDiffusionPipeline(sd_pipe)
+    _, ref = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    with DiffusionSteering(
+        hp, sae, MID, [5], "clamp", 4.0, cfg="cond", window=StepWindow(steps=(0, 1))
+    ):
+        _, c = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    x, y = ref[MID, 667], c[MID, 667]
+    assert torch.equal(y[:1], x[:1])  # uncond row untouched
+    expected = steer_activations(x[1:], sae, [5], "clamp", 4.0, channel_dim=1)
+    torch.testing.assert_close(y[1:], expected)
+    z = sae.encode(x[1:].permute(0, 2, 3, 1)).detach()[..., 5]
+    change = torch.einsum("bhw,c->bchw", 4.0 - z, sae.W_dec[5].detach())
+    torch.testing.assert_close(y[1:] - x[1:], change, atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_mask(sd_pipe, sd_call, sae):
+    hp = HookedDiffusionPipeline(sd_pipe)
+    _, ref = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    mask = torch.zeros(16, 16)
+    mask[:, :8] = 1.0  # left half of the image
+    with DiffusionSteering(hp, sae, MID, [1], "add", 5.0, mask=mask):
+        _, c = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    changed = (c[MID, 667] - ref[MID, 667]).abs().sum(1) > 0  # (B, 4, 4)
+    assert changed[:, :, :2].all() and not changed[:, :, 2:].any()
+
+
+def test_resize_mask_for_tokens_and_maps():
+    mask = torch.zeros(8, 8)
+    mask[:4] = 1.0
+    assert torch.equal(
+        resize_mask(mask, torch.zeros(1, 3, 2, 2)), torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    )
+    assert torch.equal(resize_mask(mask, torch.zeros(1, 4, 5)), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="grid"):
+        resize_mask(torch.ones(2, 3), torch.zeros(1, 7, 5))
+
+
+class _Graph:
+    def descendants(self, node):
+        return {0: {3, 9}}.get(node, set())
+
+
+def test_include_descendants(sd_pipe, sae):
+    steer = DiffusionSteering(
+        sd_pipe, sae, MID, [0], "ablate", include_descendants=True, graph=_Graph()
+    )
+    assert steer.latents == [0, 3, 9]
+    with pytest.raises(ValueError, match="needs graph="):
+        DiffusionSteering(sd_pipe, sae, MID, [0], "ablate", include_descendants=True)
+
+
+def test_steering_a_bare_denoiser_by_timestep(denoisers):
+    model, kw = denoisers["DiTTransformer2DModel"]
+    hooked = hook_denoiser(model)
+    sae = _sae(d_in=16, d_sae=32)
+    late = {**kw, "timestep": torch.full((2,), 900)}
+    with torch.no_grad():
+        ref, late_ref = model(**kw).sample, model(**late).sample
+        with DiffusionSteering(
+            hooked,
+            sae,
+            "transformer_blocks.0.hook_out",
+            [2],
+            "add",
+            10.0,
+            window=StepWindow(timesteps=(400, 600)),
+        ):
+            inside = model(**kw).sample  # timestep 500
+            outside = model(**late).sample
+    assert not torch.allclose(inside, ref)
+    assert torch.equal(outside, late_ref)
+    assert _no_hooks_left(hooked)
+
+
+def test_bad_input(sd_pipe, sd_call, sae):
+    calls = []
+    handle = sd_pipe.unet.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"d_in=16 but mid_block.hook_out has 32 channels"):
+            DiffusionSteering(sd_pipe, _sae(d_in=16), MID, [0], "add", 1.0)
+        with pytest.raises(ValueError, match="Closest names"):
+            DiffusionSteering(sd_pipe, sae, "mid_block.hook_outt", [0], "add", 1.0)
+        with pytest.raises(ValueError, match="starts after the last of the 3"):
+            DiffusionSteering(
+                sd_pipe,
+                sae,
+                MID,
+                [0],
+                "add",
+                1.0,
+                window=StepWindow(steps=(5, 9)),
+                num_inference_steps=3,
+            )
+        with pytest.raises(ValueError, match="outside the scheduler's range"):
+            DiffusionSteering(
+                sd_pipe, sae, MID, [0], "add", 1.0, window=StepWindow(timesteps=(0, 5000))
+            )
+        with pytest.raises(ValueError, match="needs value="):
+            DiffusionSteering(sd_pipe, sae, MID, [0], "clamp")
+        with pytest.raises(ValueError, match=r"outside the SAE's range \[0, 64\)"):
+            DiffusionSteering(sd_pipe, sae, MID, [64], "add", 1.0)
+        with pytest.raises(ValueError, match="cfg must be one of"):
+            DiffusionSteering(sd_pipe, sae, MID, [0], "add", 1.0, cfg="positive")
+    finally:
+        handle.remove()
+    assert calls == []
+    # a window that misses the actual schedule is caught at the first denoiser call
+    steer = DiffusionSteering(
+        sd_pipe, sae, MID, [0], "add", 1.0, window=StepWindow(timesteps=(400, 600))
+    )
+    with pytest.raises(ValueError, match="selects none of the 3 denoising steps"), steer:
+        sd_pipe(**sd_call())
+    assert _no_hooks_left(steer.denoiser)
+
+
+def test_hooks_removed_when_body_raises(sd_pipe, sd_call, sae):
+    steer = DiffusionSteering(sd_pipe, sae, MID, [0], "add", 1.0)
+    with pytest.raises(KeyError), steer:
+        raise KeyError("inside")
+    assert _no_hooks_left(steer.denoiser)
+    with steer:  # reusable after an error
+        sd_pipe(**sd_call())
+    assert _no_hooks_left(steer.denoiser)
