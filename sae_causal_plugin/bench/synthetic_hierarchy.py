@@ -5,7 +5,10 @@ width and L0, it trains SAELens ``batchtopk``, ``matryoshka_batchtopk`` and ``ju
 ``hierarchical_batchtopk`` with SAELens's own trainer, then prints SAELens's synthetic metrics
 (F1, MCC, uniqueness, explained variance, L0, dead latents), edge precision / recall / F1 and
 absorption through :func:`recover_concept_graph` + :func:`evaluate_hierarchy_recovery`, and wall
-time. ``--seeds 0 1 2`` repeats everything per seed and adds mean +- sd rows.
+time. ``--seed`` picks the synthetic world; ``--train-seeds 0 1 2`` trains every architecture
+once per seed on that world (initialisation and data stream), reports mean ± sd, and the
+consistency of the learned dictionaries: the mean over seed pairs of SAELens's MCC between the
+two decoders (1 = the same latents up to permutation).
 
 Run ``python -m sae_causal_plugin.bench synthetic-hierarchy --help``.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -153,7 +155,8 @@ def make_sae(arch: str, cfg: BenchConfig, d_in: int, width: int, k: float):
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}.")
 
 
-def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float) -> dict[str, Any]:
+def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float
+                     ) -> tuple[dict[str, Any], torch.Tensor]:
     """Train one architecture with SAELens's trainer and evaluate it."""
     from sae_lens.synthetic import eval_sae_on_synthetic_data
     from sae_lens.synthetic.training import train_toy_sae
@@ -161,7 +164,7 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float) ->
     from sae_causal_plugin.graph import evaluate_hierarchy_recovery, recover_concept_graph
 
     width = cfg.width or cfg.num_features
-    torch.manual_seed(seed)
+    torch.manual_seed(10_000 * cfg.seed + seed)
     sae = make_sae(arch, cfg, cfg.hidden_dim, width, k)
     start = time.perf_counter()
     train_toy_sae(sae, model.feature_dict, model.activation_generator,
@@ -175,7 +178,7 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float) ->
         acts = model.sample(cfg.graph_samples)
     graph = recover_concept_graph(sae, acts)
     edges = evaluate_hierarchy_recovery(graph, sae, model)
-    return {
+    row = {
         "arch": arch, "seed": seed,
         "f1": ev.classification.f1_score, "mcc": ev.mcc, "uniqueness": ev.uniqueness,
         "explained_variance": ev.explained_variance, "l0": ev.sae_l0,
@@ -183,31 +186,51 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float) ->
         "edge_precision": edges["precision"], "edge_recall": edges["recall"],
         "edge_f1": edges["f1"], "absorption": edges["absorption"], "seconds": seconds,
     }
+    return row, sae.W_dec.detach().clone()
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def decoder_consistency(decoders: list[torch.Tensor]) -> float | None:
+    """Mean over pairs of seeds of the MCC between their decoders (None for one seed)."""
+    from sae_lens.synthetic import mean_correlation_coefficient
+
+    pairs = [(a, b) for i, a in enumerate(decoders) for b in decoders[i + 1:]]
+    if not pairs:
+        return None
+    return statistics.fmean(mean_correlation_coefficient(a, b) for a, b in pairs)
+
+
+def summarise(rows: list[dict[str, Any]], consistency: dict[str, float | None]) -> list[dict[str, Any]]:
     """One result per architecture: the mean over seeds, with ``<key>_sd`` beside each key."""
     out = []
     for arch in dict.fromkeys(r["arch"] for r in rows):
         mine = [r for r in rows if r["arch"] == arch]
-        result: dict[str, Any] = {"arch": arch, "seeds": [r["seed"] for r in mine]}
+        result: dict[str, Any] = {"arch": arch, "seeds": [r["seed"] for r in mine], "per_seed": mine}
         for key in RESULT_KEYS:
             values = [float(r[key]) for r in mine]
             result[key] = statistics.fmean(values)
             result[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        result["consistency_mcc"] = consistency.get(arch)
         out.append(result)
     return out
 
 
+SHORT = {"explained_variance": "ev", "dead_latents": "dead", "edge_precision": "edge_p",
+         "edge_recall": "edge_r", "edge_f1": "edge_f1", "uniqueness": "uniq", "absorption": "absorb"}
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
-    header = f"{'arch':24s}" + "".join(f"{k:>20s}" for k in RESULT_KEYS)
+    """Mean ± sd per architecture, one row each."""
+    header = f"{'arch':23s}" + "".join(f"{SHORT.get(k, k):>14s}" for k in RESULT_KEYS)
     lines = [header, "-" * len(header)]
     for r in results:
         cells = []
         for key in RESULT_KEYS:
-            sd = r.get(f"{key}_sd", 0.0)
-            cells.append(f"{r[key]:>11.3f} ± {sd:<6.3f}" if key != "seconds" else f"{r[key]:>11.1f} ± {sd:<6.1f}")
-        lines.append(f"{r['arch']:24s}" + "".join(f"{c:>20s}" for c in cells))
+            digits = 0 if key in ("seconds", "dead_latents") else 3
+            cells.append(f"{r[key]:.{digits}f}±{r.get(key + '_sd', 0.0):.{digits}f}")
+        consistency = r.get("consistency_mcc")
+        cells.append("-" if consistency is None else f"{consistency:.3f}")
+        lines.append(f"{r['arch']:23s}" + "".join(f"{c:>14s}" for c in cells))
+    lines[0] += f"{'seed_mcc':>14s}"
     return "\n".join(lines)
 
 
@@ -215,8 +238,9 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
     d = BenchConfig()
     p = argparse.ArgumentParser(prog="sae_causal_plugin.bench synthetic-hierarchy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds; mean ± sd")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0],
+                   help="one training run per seed on the same world; mean ± sd and consistency")
     p.add_argument("--num-features", type=int, default=d.num_features)
     p.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
     p.add_argument("--roots", type=int, default=d.roots)
@@ -240,30 +264,30 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
         values.update(PRESETS[a.preset])
     cfg = BenchConfig(**values)
     cfg.validate()
-    seeds = a.seeds if a.seeds is not None else [a.seed if a.seed is not None else 0]
-    cfg.seed = seeds[0]
-    return cfg, seeds, a.archs, a.json
+    cfg.seed = a.seed
+    return cfg, list(a.train_seeds), a.archs, a.json
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, seeds, archs, as_json = parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     logging.getLogger("sae_lens").setLevel(logging.ERROR)
-    rows = []
+    model = build_synthetic_model(cfg, cfg.seed)
+    k = cfg.k
+    if k is None:
+        k = float(round(float((model.activation_generator.sample(20_000) > 0).sum(-1).float().mean())))
+    rows, decoders = [], {arch: [] for arch in archs}
     for seed in seeds:
-        model = build_synthetic_model(cfg, seed)
-        k = cfg.k
-        if k is None:
-            k = float(round(float((model.activation_generator.sample(20_000) > 0).sum(-1).float().mean())))
         for arch in archs:
-            row = run_architecture(arch, cfg, model, seed, k)
+            row, decoder = run_architecture(arch, cfg, model, seed, k)
             row["k"] = k
             rows.append(row)
+            decoders[arch].append(decoder)
             print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in RESULT_KEYS),
                   flush=True)
-    results = summarise(rows)
+    results = summarise(rows, {arch: decoder_consistency(d) for arch, d in decoders.items()})
     print(format_table(results))
-    report = {"config": {**asdict(cfg), "seeds": seeds, "archs": archs}, "results": results, "runs": rows}
+    report = {"config": {**asdict(cfg), "k": k, "train_seeds": seeds, "archs": archs},
+              "results": results}
     if as_json:
         print(json.dumps(report))
     return report

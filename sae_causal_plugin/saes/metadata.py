@@ -24,8 +24,11 @@ class HierarchyMetadata:
 
     Attributes:
         architecture: the training architecture (e.g. ``hierarchical_batchtopk``).
-        edges: selection edges ``(child, parent, weight)`` of the learned selection map,
-            child -> parent (fine -> coarse).
+        edges: concept-graph edges ``(child, parent, P(parent | child))``, child -> parent
+            (fine -> coarse), recovered from the latents' co-firing during the last finished
+            training window (minimal parent sets).
+        selection_map: entries ``(child, parent, weight)`` of the gradient-learned selection
+            map above its threshold (empty when the selection terms are off).
         levels: level of each latent on an edge (0 = most abstract), from the edge DAG.
         firing_rates: fraction of training samples in which each latent fired, if tracked.
         minimality: the minimality coefficients the SAE was trained with.
@@ -34,22 +37,38 @@ class HierarchyMetadata:
     architecture: str
     edges: list[tuple[int, int, float]] = field(default_factory=list)
     levels: dict[int, int] = field(default_factory=dict)
+    selection_map: list[tuple[int, int, float]] = field(default_factory=list)
     firing_rates: list[float] | None = None
     minimality: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @classmethod
     def from_edges(cls, *, architecture: str, edges: list[tuple[int, int, float]],
+                   selection_map: list[tuple[int, int, float]] | None = None,
                    firing_rates: list[float] | None = None,
                    minimality: dict[str, Any] | None = None) -> HierarchyMetadata:
         """Build the metadata, keeping an acyclic edge set and computing levels."""
         kept = _acyclic(edges, firing_rates)
         return cls(architecture=architecture, edges=kept, levels=_levels(kept),
-                   firing_rates=firing_rates, minimality=dict(minimality or {}))
+                   selection_map=list(selection_map or []), firing_rates=firing_rates,
+                   minimality=dict(minimality or {}))
+
+    def to_concept_graph(self) -> Any:
+        """The saved hierarchy as a :class:`sae_causal_plugin.graph.ConceptGraph`."""
+        from sae_causal_plugin.graph import ConceptGraph
+
+        graph = ConceptGraph()
+        for node, level in self.levels.items():
+            rate = self.firing_rates[node] if self.firing_rates else None
+            graph.add_concept(node, level=level, firing_rate=rate)
+        for child, parent, p in self.edges:
+            graph.add_edge(child, parent, p_parent_given_child=p)
+        return graph
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["edges"] = [list(e) for e in self.edges]
+        data["selection_map"] = [list(e) for e in self.selection_map]
         data["levels"] = {str(k): v for k, v in self.levels.items()}
         return data
 
@@ -59,6 +78,7 @@ class HierarchyMetadata:
             architecture=data["architecture"],
             edges=[(int(c), int(p), float(w)) for c, p, w in data.get("edges", [])],
             levels={int(k): int(v) for k, v in data.get("levels", {}).items()},
+            selection_map=[(int(c), int(p), float(w)) for c, p, w in data.get("selection_map", [])],
             firing_rates=data.get("firing_rates"),
             minimality=dict(data.get("minimality", {})),
             format_version=int(data.get("format_version", FORMAT_VERSION)),

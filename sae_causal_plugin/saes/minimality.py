@@ -23,6 +23,7 @@ from sae_causal_plugin.saes import losses
 from sae_causal_plugin.saes.metadata import HierarchyMetadata, save_hierarchy
 
 SELECTION_KEYS = ("selection_logits", "selection_leak_logits")
+SELECTION_LOGIT_SCALE = 20.0
 
 
 class MinimalityMixin:
@@ -46,9 +47,14 @@ class MinimalityMixin:
                              persistent=False)
         self.register_buffer("n_seen", torch.zeros((), dtype=torch.float64, device=device),
                              persistent=False)
+        self._cofiring: Any = None  # statistics of the running window (graph.CoFiringStats)
+        self._finished_cofiring: Any = None  # those of the last finished window
+        self._steps_tracked = 0
         if self.selection_enabled:
-            self.selection_logits = nn.Parameter(
-                torch.full((d_sae, d_sae), -4.0, dtype=self.W_dec.dtype, device=device))
+            # logits = SELECTION_LOGIT_SCALE * parameter: under Adam the map then moves that much
+            # faster than the dictionary, so it tracks the hierarchy from the first steps.
+            self.selection_logits = nn.Parameter(torch.full(
+                (d_sae, d_sae), -4.0 / SELECTION_LOGIT_SCALE, dtype=self.W_dec.dtype, device=device))
             self.selection_leak_logits = nn.Parameter(
                 torch.zeros(d_sae, dtype=self.W_dec.dtype, device=device))
         else:
@@ -117,7 +123,7 @@ class MinimalityMixin:
                 "this SAE has no selection map: set selection_coefficient > 0 and "
                 "d_sae <= selection_max_latents in its config."
             )
-        s = torch.sigmoid(self.selection_logits)
+        s = torch.sigmoid(SELECTION_LOGIT_SCALE * self.selection_logits)
         return s * (1.0 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device))
 
     def firing_threshold(self, hidden_pre: Tensor, feature_acts: Tensor) -> Tensor:
@@ -130,7 +136,7 @@ class MinimalityMixin:
         s = self.selection_map()
         assert self.selection_leak_logits is not None
         fired_f = fired.to(s.dtype)
-        fit = losses.selection_map_fit_loss(s, fired_f, fired_f, torch.sigmoid(self.selection_leak_logits))
+        fit = losses.selection_map_fit_loss(s, fired_f, fired_f, torch.sigmoid(SELECTION_LOGIT_SCALE * self.selection_leak_logits))
         with torch.no_grad():
             children, parents = torch.nonzero(s > self.cfg.selection_threshold, as_tuple=True)
             strength = s[children, parents]
@@ -154,6 +160,33 @@ class MinimalityMixin:
         self.since_fired[any_fired] = 0
         self.fire_counts += fired.sum(dim=0).to(self.fire_counts.dtype)
         self.n_seen += fired.shape[0]
+        every = self.cfg.hierarchy_update_every
+        if every > 0:
+            if self._steps_tracked % every == 0:
+                self._running_cofiring().update(fired)
+            self._steps_tracked += 1
+            if self._steps_tracked % self.cfg.hierarchy_window == 0:
+                self._finished_cofiring, self._cofiring = self._cofiring, None
+
+    def _running_cofiring(self) -> Any:
+        from sae_causal_plugin.graph import CoFiringStats
+
+        if self._cofiring is None:
+            self._cofiring = CoFiringStats(self.cfg.d_sae, min_conditional=0.5)
+        return self._cofiring
+
+    def learned_concept_graph(self) -> Any:
+        """Concept graph of the latents' co-firing during the last finished training window.
+
+        Recovered with :func:`sae_causal_plugin.graph.build_concept_graph` (minimal parent
+        sets, default thresholds); ``None`` before any statistics were collected.
+        """
+        from sae_causal_plugin.graph import build_concept_graph
+
+        stats = self._finished_cofiring or self._cofiring
+        if stats is None or stats.n_samples == 0 or stats.n_pairs == 0:
+            return None
+        return build_concept_graph(stats)
 
     def _decoder_for_acts(self) -> Tensor:
         """Decoder that maps ``feature_acts`` to the input (unit rows when acts are rescaled)."""
@@ -178,14 +211,20 @@ class MinimalityMixin:
         """The hierarchy this SAE learned: selection edges, firing rates, config of the terms."""
         rates = (self.fire_counts / self.n_seen.clamp_min(1)).float().cpu()
         edges: list[tuple[int, int, float]] = []
+        selection: list[tuple[int, int, float]] = []
+        graph = self.learned_concept_graph()
+        if graph is not None:
+            edges = [(int(c), int(p), float(graph.edge_stats(c, p)["p_parent_given_child"]))
+                     for c, p in graph.edges]
         if self.selection_logits is not None:
             with torch.no_grad():
                 s = self.selection_map().float().cpu()
             idx = torch.nonzero(s > self.cfg.selection_threshold)
-            edges = [(int(c), int(p), float(s[c, p])) for c, p in idx.tolist()]
+            selection = [(int(c), int(p), float(s[c, p])) for c, p in idx.tolist()]
         return HierarchyMetadata.from_edges(
             architecture=self.cfg.architecture(),
             edges=edges,
+            selection_map=selection,
             firing_rates=rates.tolist() if self.n_seen > 0 else None,
             minimality={f.name: getattr(self.cfg, f.name)
                         for f in dataclasses.fields(self.cfg) if _is_minimality_field(f.name)},

@@ -121,3 +121,26 @@ def test_saved_sae_loads_in_stock_sae_lens_without_the_plugin(tmp_path, make):
 def test_load_hierarchy_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="recover_concept_graph"):
         load_hierarchy(tmp_path)
+
+
+def test_saved_hierarchy_is_recovered_from_training_cofiring(tmp_path):
+    cfg = HierarchicalTopKTrainingSAEConfig(d_in=8, d_sae=6, k=2, hierarchy_update_every=1,
+                                            hierarchy_window=1000)
+    sae = HierarchicalTopKTrainingSAE(cfg)
+    sae.train()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        fired = torch.zeros(100, 6, dtype=torch.bool)
+        parent = torch.rand(100, generator=g) < 0.5
+        child = parent & (torch.rand(100, generator=g) < 0.5)  # latent 1 fires only with 0
+        fired[:, 0], fired[:, 1] = parent, child
+        fired[:, 4] = torch.rand(100, generator=g) < 0.3  # independent latent
+        sae._track_firing(fired)
+    graph = sae.learned_concept_graph()
+    assert graph.edges == [(1, 0)]
+    sae.save_inference_model(tmp_path)
+    meta = load_hierarchy(tmp_path)
+    assert [(c, p) for c, p, _ in meta.edges] == [(1, 0)]
+    assert meta.levels == {0: 0, 1: 1}
+    assert meta.to_concept_graph().edges == [(1, 0)]
+    assert abs(meta.firing_rates[0] - 0.5) < 0.05

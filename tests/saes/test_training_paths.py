@@ -50,10 +50,14 @@ class _Recorder:
         return next(self.provider)
 
 
+ALL_TERMS = dict(nested_coefficient=0.5, selection_coefficient=0.1, graph_sparsity_coefficient=1e-3,
+                 level_widths=[4, 12])
+
+
 @pytest.mark.parametrize("cfg", [
-    HierarchicalBatchTopKTrainingSAEConfig(d_in=12, d_sae=24, k=2),
-    HierarchicalTopKTrainingSAEConfig(d_in=12, d_sae=24, k=2),
-    HierarchicalJumpReLUTrainingSAEConfig(d_in=12, d_sae=24),
+    HierarchicalBatchTopKTrainingSAEConfig(d_in=12, d_sae=24, k=2, **ALL_TERMS),
+    HierarchicalTopKTrainingSAEConfig(d_in=12, d_sae=24, k=2, **ALL_TERMS),
+    HierarchicalJumpReLUTrainingSAEConfig(d_in=12, d_sae=24, **ALL_TERMS),
 ], ids=["batchtopk", "topk", "jumprelu"])
 def test_sae_trainer_with_custom_data_provider_logs_each_minimality_term(cfg):
     from sae_lens.saes.sae import TrainingSAE

@@ -1,0 +1,1 @@
+"""Command-line interface: ``sae-causal`` (also ``python -m sae_causal_plugin``)."""
