@@ -52,6 +52,7 @@ class BenchConfig:
     max_prob: float = 0.3
     min_prob: float = 0.01
     orthogonalize: bool = False
+    ours_config: dict[str, Any] | None = None  # extra HierarchicalBatchTopKTrainingSAEConfig args
 
     def validate(self) -> None:
         for name in ("num_features", "hidden_dim", "roots", "branching", "samples",
@@ -151,7 +152,8 @@ def make_sae(arch: str, cfg: BenchConfig, d_in: int, width: int, k: float):
         return JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(
             jumprelu_sparsity_loss_mode="quadratic", target_l0=float(k), **common))
     if arch == "hierarchical_batchtopk":
-        return HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(k=k, **common))
+        return HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(
+            k=k, **common, **(cfg.ours_config or {})))
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}.")
 
 
@@ -255,11 +257,14 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
     p.add_argument("--device", default=d.device)
     p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    p.add_argument("--ours-config", type=json.loads, default=None,
+                   help='JSON of extra hierarchical-config arguments, e.g. \'{"compression_margin": 0.4}\'')
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
     values = dict(num_features=a.num_features, hidden_dim=a.hidden_dim, roots=a.roots,
                   branching=a.branching, depth=a.depth, mutually_exclusive=a.mutually_exclusive,
-                  samples=a.samples, k=a.k, width=a.width, lr=a.lr, device=a.device, preset=a.preset)
+                  samples=a.samples, k=a.k, width=a.width, lr=a.lr, device=a.device, preset=a.preset,
+                  ours_config=a.ours_config)
     if a.preset:
         values.update(PRESETS[a.preset])
     cfg = BenchConfig(**values)

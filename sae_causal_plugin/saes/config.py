@@ -38,6 +38,13 @@ class MinimalityConfig:
             co-firing and lowered F1 (0.50 against 0.75 without it); the saved hierarchy comes
             from co-firing statistics instead (``hierarchy_update_every``).
         selection_warm_up_steps: linear warm-up of ``selection_coefficient``.
+        selection_edges: where the hinge's parent -> child edges come from: ``"map"``, the
+            gradient-learned selection map; ``"cofiring"``, the concept graph of the latents'
+            own co-firing statistics during training (edges with ``P(parent | child)`` of at
+            least ``selection_min_conditional``, refreshed every ``selection_refresh_every``
+            steps), which only tightens relations that are already nearly deterministic.
+        selection_min_conditional: edge threshold for ``selection_edges="cofiring"``.
+        selection_refresh_every: steps between refreshes of the co-firing edges.
         selection_threshold: a selection-map weight above this value is an edge.
         selection_fit_coefficient: weight of the fit of the selection map itself
             (``selection_fit_loss``; only the map receives its gradient).
@@ -67,6 +74,9 @@ class MinimalityConfig:
     selection_coefficient: float = 0.0
     selection_warm_up_steps: int = 200
     selection_threshold: float = 0.5
+    selection_edges: str = "map"
+    selection_min_conditional: float = 0.8
+    selection_refresh_every: int = 100
     selection_fit_coefficient: float = 1.0
     graph_sparsity_coefficient: float = 0.0
     selection_max_latents: int = 8192
@@ -87,8 +97,20 @@ class MinimalityConfig:
                       "selection_fit_coefficient", "graph_sparsity_coefficient")
         _non_negative_int(self, "nested_warm_up_steps", "compression_warm_up_steps", "selection_warm_up_steps",
                           "revival_window", "selection_max_latents",
-                          "hierarchy_update_every", "hierarchy_window")
-        _in_unit_interval(self, "compression_margin", "selection_threshold")
+                          "hierarchy_update_every", "hierarchy_window",
+                          "selection_refresh_every")
+        _in_unit_interval(self, "compression_margin", "selection_threshold",
+                          "selection_min_conditional")
+        if self.selection_edges not in ("map", "cofiring"):
+            raise ValueError(
+                f"selection_edges must be 'map' or 'cofiring', got {self.selection_edges!r}."
+            )
+        if self.selection_edges == "cofiring" and self.selection_coefficient > 0 and (
+                self.hierarchy_update_every == 0):
+            raise ValueError(
+                "selection_edges='cofiring' needs co-firing statistics: set "
+                "hierarchy_update_every > 0."
+            )
         widths = self.resolved_level_widths()
         d_sae = getattr(self, "d_sae")
         if any(not isinstance(w, int) or not 0 < w < d_sae for w in widths) or widths != sorted(set(widths)):

@@ -50,6 +50,7 @@ class MinimalityMixin:
         self._cofiring: Any = None  # statistics of the running window (graph.CoFiringStats)
         self._finished_cofiring: Any = None  # those of the last finished window
         self._steps_tracked = 0
+        self._cofiring_edges: tuple[Tensor, Tensor, Tensor] | None = None
         if self.selection_enabled:
             # logits = SELECTION_LOGIT_SCALE * parameter: under Adam the map then moves that much
             # faster than the dictionary, so it tracks the hierarchy from the first steps.
@@ -64,7 +65,8 @@ class MinimalityMixin:
     @property
     def selection_enabled(self) -> bool:
         cfg = self.cfg
-        uses_map = cfg.selection_coefficient > 0 or cfg.graph_sparsity_coefficient > 0
+        uses_map = (cfg.selection_coefficient > 0 and cfg.selection_edges == "map") or (
+            cfg.graph_sparsity_coefficient > 0)
         return uses_map and cfg.d_sae <= cfg.selection_max_latents
 
     # ---- SAELens hooks -------------------------------------------------------------------
@@ -76,9 +78,10 @@ class MinimalityMixin:
             cfg.nested_coefficient, cfg.nested_warm_up_steps)
         coefficients["compression"] = TrainCoefficientConfig(
             cfg.compression_coefficient, cfg.compression_warm_up_steps)
-        if self.selection_enabled:
+        if self.selection_enabled or cfg.selection_coefficient > 0:
             coefficients["selection"] = TrainCoefficientConfig(
                 cfg.selection_coefficient, cfg.selection_warm_up_steps)
+        if self.selection_enabled:
             coefficients["selection_fit"] = TrainCoefficientConfig(
                 cfg.selection_fit_coefficient, 0)
             coefficients["graph_sparsity"] = TrainCoefficientConfig(
@@ -112,7 +115,30 @@ class MinimalityMixin:
             self.W_dec, self.cfg.compression_margin, self._compression_rows())
         if self.selection_enabled:
             terms.update(self._selection_terms(coefficients, fired, hidden_pre, feature_acts))
+        if self.cfg.selection_edges == "cofiring" and self.cfg.selection_coefficient > 0:
+            children, parents, strength = self._refreshed_cofiring_edges(hidden_pre.device)
+            terms["selection_loss"] = coefficients["selection"] * losses.selection_consistency_loss(
+                fired, hidden_pre, self.firing_threshold(hidden_pre, feature_acts).detach(),
+                children, parents, strength.to(hidden_pre.dtype))
         return terms
+
+    def _refreshed_cofiring_edges(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """Edges (child, parent, P(parent | child)) of the running co-firing statistics."""
+        refresh = self._steps_tracked % self.cfg.selection_refresh_every == 0
+        if self._cofiring_edges is None or refresh:
+            from sae_causal_plugin.graph import build_concept_graph
+
+            stats = self._cofiring if self._cofiring is not None else self._finished_cofiring
+            edges: list[tuple[int, int, float]] = []
+            if stats is not None and stats.n_pairs > 0:
+                graph = build_concept_graph(stats, min_conditional=self.cfg.selection_min_conditional)
+                edges = [(c, p, graph.edge_stats(c, p)["p_parent_given_child"]) for c, p in graph.edges]
+            self._cofiring_edges = (
+                torch.tensor([e[0] for e in edges], dtype=torch.long, device=device),
+                torch.tensor([e[1] for e in edges], dtype=torch.long, device=device),
+                torch.tensor([e[2] for e in edges], dtype=torch.float32, device=device),
+            )
+        return self._cofiring_edges
 
     # ---- selection map -------------------------------------------------------------------
 
