@@ -11,6 +11,9 @@ hierarchy beside it (see :mod:`sae_causal_plugin.saes.metadata`).
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +260,23 @@ class MinimalityMixin:
         )
 
     def save_inference_model(self, path: str | Path) -> tuple[Path, Path]:
-        """Save a stock-SAELens directory plus ``hierarchy.json`` with the learned hierarchy."""
-        weights_path, cfg_path = super().save_inference_model(path)  # type: ignore[misc]
-        save_hierarchy(self.hierarchy_metadata(), Path(path))
-        return weights_path, cfg_path
+        """Save a stock-SAELens directory plus ``hierarchy.json`` with the learned hierarchy.
+
+        Everything is written into a temporary folder beside ``path`` first and moved in only
+        when complete, so a failure leaves no half-written SAE behind.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            weights, cfg = super().save_inference_model(staging)  # type: ignore[misc]
+            save_hierarchy(self.hierarchy_metadata(), staging)
+            target.mkdir(exist_ok=True)
+            for item in staging.iterdir():
+                os.replace(item, target / item.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target / weights.name, target / cfg.name
 
 
 def _is_minimality_field(name: str) -> bool:

@@ -98,7 +98,7 @@ def test_saved_sae_loads_in_stock_sae_lens_without_the_plugin(tmp_path, make):
         torch.save({{"W_dec": sae.W_dec.detach(), "enc": sae.encode(x).detach()}}, {str(tmp_path / 'out.pt')!r})
         print(json.dumps({{"arch": sae.cfg.architecture()}}))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     stock = torch.load(tmp_path / "out.pt")
     # same decoder (up to the decoder-norm fold SAELens applies when saving)
@@ -144,3 +144,17 @@ def test_saved_hierarchy_is_recovered_from_training_cofiring(tmp_path):
     assert meta.levels == {0: 0, 1: 1}
     assert meta.to_concept_graph().edges == [(1, 0)]
     assert abs(meta.firing_rates[0] - 0.5) < 0.05
+
+
+def test_failed_save_leaves_nothing_half_written(tmp_path, monkeypatch):
+    sae = HierarchicalTopKTrainingSAE(HierarchicalTopKTrainingSAEConfig(d_in=8, d_sae=16, k=2))
+    target = tmp_path / "sae"
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sae_causal_plugin.saes.minimality.save_hierarchy", broken)
+    with pytest.raises(OSError, match="disk full"):
+        sae.save_inference_model(target)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
