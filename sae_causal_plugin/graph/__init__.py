@@ -1,0 +1,23 @@
+"""Concept graphs recovered from SAE co-firing statistics.
+
+* :class:`ConceptGraph`: a DAG of concepts, edges child -> parent (fine -> coarse).
+* :class:`CoFiringStats`: streaming, sparse firing / co-firing counts (bounded memory).
+* :func:`recover_concept_graph`: SAE + activations -> minimal-parent :class:`ConceptGraph`.
+* :func:`evaluate_hierarchy_recovery`, :func:`true_hierarchy_graph`: scoring against a
+  SAELens synthetic hierarchy.
+"""
+
+from .cofiring import CoFiringStats
+from .concept_graph import ConceptGraph
+from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
+from .recovery import build_concept_graph, recover_concept_graph
+
+__all__ = [
+    "ConceptGraph",
+    "CoFiringStats",
+    "recover_concept_graph",
+    "build_concept_graph",
+    "evaluate_hierarchy_recovery",
+    "match_latents_to_features",
+    "true_hierarchy_graph",
+]

@@ -1,0 +1,434 @@
+"""Streaming, sparse co-firing statistics of SAE latents (pure tensor maths).
+
+:class:`CoFiringStats` counts, in one pass over a stream of encoded batches,
+
+* ``firing_counts[i]``: samples in which latent ``i`` fired, and
+* ``co(i, j)``: samples in which ``i`` and ``j`` fired together, **only for pairs that
+  actually co-fire**.  An unordered pair ``{i, j}`` (``i < j``) is stored as the int64
+  key ``i * d_sae + j`` in a sorted array, next to its count.  Each batch is reduced with
+  ``torch.unique(return_counts=True)`` and merged into the running arrays with
+  ``searchsorted`` (a linear merge, no re-sort of the running arrays).
+
+Memory therefore grows with the number of distinct co-firing pairs, never with
+``d_sae ** 2``.
+
+**Bounded memory (lossy counting).**  With ``min_conditional`` (or ``prune_eps``) set,
+the store is pruned after every ``prune_every`` batches in the style of Manku & Motwani's
+lossy counting, applied per pair with the budget ``B = floor(eps * m)`` where
+``m = min(firing_counts[i], firing_counts[j])`` (``m`` never decreases):
+
+* every stored pair keeps ``co`` (co-firings counted since it was (re)inserted) and
+  ``delta`` (an upper bound on the co-firings missed before that, equal to the budget
+  ``B`` at the last pruning when it was inserted);
+* a pruning step deletes a pair when ``co + delta <= B``.
+
+Invariants (proved by induction over pruning steps): for a stored pair
+``co <= co_true <= co + delta`` with ``delta <= eps * m``; for an absent pair
+``co_true <= eps * m``.  Hence, if ``eps < min_conditional``, **no pair whose conditional
+rate** ``co_true / firing_counts[c]`` **reaches** ``min_conditional`` **for either
+endpoint** ``c`` **is ever dropped** (``co_true >= min_conditional * m > eps * m``), and
+its conditional rate is known to within ``eps``.  The default ``eps`` is
+``min_conditional / 10`` (:data:`DEFAULT_PRUNE_FRACTION`).  Pruning only starts to bite
+for pairs with ``m >= 1 / eps``; rarely firing latents keep all their pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+#: ``prune_eps = DEFAULT_PRUNE_FRACTION * min_conditional`` when only ``min_conditional`` is given.
+DEFAULT_PRUNE_FRACTION = 0.1
+
+_INT32_MAX = 2**31 - 1
+
+
+def padded_indices_from_fired(
+    fired: Bool[Tensor, "batch d_sae"],
+) -> Int[Tensor, "batch k"]:
+    """Turn a dense fired mask into row-wise latent indices padded with ``-1``."""
+    rows, cols = fired.nonzero(as_tuple=True)
+    return _pad_rows(rows, cols, fired.shape[0])
+
+
+def _pad_rows(rows: Tensor, cols: Tensor, n_rows: int) -> Int[Tensor, "batch k"]:
+    """Row-sorted ``(rows, cols)`` coordinates -> ``[n_rows, k_max]`` indices, ``-1`` padded."""
+    per_row = torch.bincount(rows, minlength=n_rows)
+    k = int(per_row.max().item()) if n_rows > 0 and rows.numel() > 0 else 0
+    out = torch.full((n_rows, k), -1, dtype=torch.int64, device=cols.device)
+    if rows.numel():
+        starts = torch.cumsum(per_row, 0) - per_row
+        pos = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+        out[rows, pos] = cols.to(torch.int64)
+    return out
+
+
+def to_padded_indices(
+    x: Tensor, d_sae: int, values: Tensor | None = None
+) -> Int[Tensor, "batch k"]:
+    """Normalise any supported firing input to ``[batch, k]`` int64 indices (``-1`` = none).
+
+    Accepted forms:
+
+    * dense ``bool`` or floating ``[batch, d_sae]`` (fired = ``x != 0``), e.g. ``sae.encode(x)``;
+    * a sparse COO ``[batch, d_sae]`` tensor (fired = stored value ``!= 0``);
+    * integer ``[batch, k]`` latent indices (e.g. from ``torch.topk``) with ``-1`` as
+      padding; if ``values`` (same shape) is given, entries whose value is ``0`` are
+      ignored (a TopK latent whose pre-activation was clipped by the ReLU did not fire).
+    """
+    if x.ndim != 2:
+        raise ValueError(f"fired must be 2-D [batch, d_sae] or [batch, k], got shape {tuple(x.shape)}")
+    if x.is_sparse:
+        if x.shape[1] != d_sae:
+            raise ValueError(f"fired: expected {d_sae} latents, got {x.shape[1]}")
+        x = x.coalesce()
+        keep = x.values() != 0
+        rows, cols = x.indices()[0][keep], x.indices()[1][keep]
+        return _pad_rows(rows, cols, x.shape[0])
+    if x.dtype == torch.bool or x.is_floating_point():
+        if x.shape[1] != d_sae:
+            raise ValueError(
+                f"fired: dense input must have d_sae={d_sae} columns, got {x.shape[1]}; "
+                "pass integer top-k indices for the index form"
+            )
+        return padded_indices_from_fired(x if x.dtype == torch.bool else x != 0)
+    if x.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        idx = x.to(torch.int64)
+        if values is not None:
+            if values.shape != x.shape:
+                raise ValueError(f"values must have the shape of the indices {tuple(x.shape)}, got {tuple(values.shape)}")
+            idx = torch.where(values.to(idx.device) != 0, idx, torch.full_like(idx, -1))
+        if idx.numel() and (int(idx.min()) < -1 or int(idx.max()) >= d_sae):
+            raise ValueError(f"latent indices must lie in [0, {d_sae}) (or be -1 for padding)")
+        return idx
+    raise TypeError(f"unsupported dtype {x.dtype} for fired input")
+
+
+def _dedupe_sorted_rows(idx: Int[Tensor, "batch k"]) -> Int[Tensor, "batch k"]:
+    """Sort each row ascending (``-1`` first) and blank repeated indices."""
+    idx, _ = idx.sort(dim=1)
+    if idx.shape[1] > 1:
+        dup = (idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)
+        if bool(dup.any()):
+            idx[:, 1:][dup] = -1
+            idx, _ = idx.sort(dim=1)
+    return idx
+
+
+def iter_batch_pair_counts(
+    idx: Int[Tensor, "batch k"], d_sae: int, max_pairs_per_chunk: int = 2**22
+) -> Iterator[tuple[Int[Tensor, " n_pairs"], Int[Tensor, " n_pairs"]]]:
+    """Per row chunk: sorted unique keys ``i * d_sae + j`` (``i < j``) of co-firing pairs
+    and their counts.  A chunk holds at most ``max_pairs_per_chunk`` candidate pairs.
+
+    ``idx`` must be row-sorted with ``-1`` padding first (see :func:`_dedupe_sorted_rows`).
+    """
+    b, k = idx.shape
+    if k < 2 or b == 0:
+        return
+    ta, tb = torch.triu_indices(k, k, offset=1, device=idx.device)
+    rows_per_chunk = max(1, max_pairs_per_chunk // ta.numel())
+    for s in range(0, b, rows_per_chunk):
+        blk = idx[s : s + rows_per_chunk]
+        a = blk[:, ta]
+        valid = a >= 0  # rows are sorted, so a valid `a` implies a valid, larger `b`
+        key = a.mul_(d_sae).add_(blk[:, tb])[valid]
+        del a, valid
+        if key.numel():
+            yield torch.unique(key, sorted=True, return_counts=True)
+
+
+def batch_pair_counts(
+    idx: Int[Tensor, "batch k"], d_sae: int, max_pairs_per_chunk: int = 2**22
+) -> tuple[Int[Tensor, " n_pairs"], Int[Tensor, " n_pairs"]]:
+    """All of :func:`iter_batch_pair_counts` combined into one sorted unique key array."""
+    parts = list(iter_batch_pair_counts(idx, d_sae, max_pairs_per_chunk))
+    if not parts:
+        empty = torch.empty(0, dtype=torch.int64, device=idx.device)
+        return empty, empty
+    if len(parts) == 1:
+        return parts[0]
+    keys, inv = torch.unique(torch.cat([p[0] for p in parts]), sorted=True, return_inverse=True)
+    counts = torch.zeros(keys.numel(), dtype=torch.int64, device=idx.device)
+    counts.scatter_add_(0, inv, torch.cat([p[1] for p in parts]))
+    return keys, counts
+
+
+class CoFiringStats:
+    """Streaming firing and sparse co-firing counts for ``d_sae`` latents.
+
+    Args:
+        d_sae: number of latents.
+        min_conditional: smallest conditional firing rate ``P(parent | child)`` that will
+            be queried for edges.  When set (and ``prune_eps`` is not), pruning is enabled
+            with ``prune_eps = min_conditional * DEFAULT_PRUNE_FRACTION``.  ``None``
+            (default) keeps exact counts for every co-firing pair.
+        prune_eps: lossy-counting budget ``eps`` in ``(0, 1)``; must be below
+            ``min_conditional`` for the no-loss guarantee (see module docstring).
+        prune_every: prune after every ``prune_every``-th :meth:`update`.
+        device: where the statistics live (default CPU).
+        max_pairs_per_chunk: bound on the candidate pairs materialised at once.
+
+    Example:
+        >>> stats = CoFiringStats(d_sae=4)
+        >>> stats.update(torch.tensor([[True, True, False, False], [True, False, False, True]]))
+        >>> stats.conditional(1, 0)  # P(0 fires | 1 fires)
+        1.0
+    """
+
+    def __init__(
+        self,
+        d_sae: int,
+        *,
+        min_conditional: float | None = None,
+        prune_eps: float | None = None,
+        prune_every: int = 1,
+        device: str | torch.device | None = None,
+        max_pairs_per_chunk: int = 2**22,
+    ) -> None:
+        if not isinstance(d_sae, int) or d_sae < 1:
+            raise ValueError(f"d_sae must be a positive int, got {d_sae!r}")
+        if min_conditional is not None and not 0.0 <= min_conditional <= 1.0:
+            raise ValueError(f"min_conditional must lie in [0, 1], got {min_conditional}")
+        if prune_eps is None and min_conditional is not None and min_conditional > 0:
+            prune_eps = DEFAULT_PRUNE_FRACTION * min_conditional
+        if prune_eps is not None:
+            if not 0.0 < prune_eps < 1.0:
+                raise ValueError(f"prune_eps must lie in (0, 1), got {prune_eps}")
+            if min_conditional is not None and prune_eps >= min_conditional:
+                raise ValueError(
+                    f"prune_eps={prune_eps} must be below min_conditional={min_conditional}, "
+                    "otherwise pairs above the edge threshold could be pruned"
+                )
+        if prune_every < 1:
+            raise ValueError(f"prune_every must be >= 1, got {prune_every}")
+        self.d_sae = d_sae
+        self.min_conditional = min_conditional
+        self.prune_eps = prune_eps
+        self.prune_every = prune_every
+        self.max_pairs_per_chunk = max_pairs_per_chunk
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.n_samples = 0
+        self.n_updates = 0
+        self.firing_counts: Int[Tensor, " d_sae"] = torch.zeros(d_sae, dtype=torch.int64, device=self.device)
+        self._keys: Int[Tensor, " n_pairs"] = torch.empty(0, dtype=torch.int64, device=self.device)
+        self._count_dtype = torch.int32
+        self._co: Int[Tensor, " n_pairs"] = torch.empty(0, dtype=self._count_dtype, device=self.device)
+        self._delta: Int[Tensor, " n_pairs"] | None = None
+        self._count_at_prune: Int[Tensor, " d_sae"] | None = None
+        if self.pruning:
+            self._delta = torch.empty(0, dtype=self._count_dtype, device=self.device)
+            self._count_at_prune = torch.zeros(d_sae, dtype=torch.int64, device=self.device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def pruning(self) -> bool:
+        """Whether lossy-counting pruning is enabled."""
+        return self.prune_eps is not None
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of stored (unordered) co-firing pairs."""
+        return int(self._keys.numel())
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the pair store and the per-latent counters."""
+        tensors = [self._keys, self._co, self.firing_counts, self._delta, self._count_at_prune]
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    # ------------------------------------------------------------------ update
+    @torch.no_grad()
+    def update(
+        self,
+        fired: Bool[Tensor, "batch d_sae"] | Float[Tensor, "batch d_sae"] | Int[Tensor, "batch k"],
+        values: Float[Tensor, "batch k"] | None = None,
+    ) -> None:
+        """Add one batch.  See :func:`to_padded_indices` for the accepted input forms."""
+        idx = to_padded_indices(fired, self.d_sae, values).to(self.device)
+        n = idx.shape[0]
+        if n == 0:
+            return
+        idx = _dedupe_sorted_rows(idx)
+        if self.n_samples + n > _INT32_MAX and self._count_dtype == torch.int32:
+            self._upcast()
+        flat = idx[idx >= 0]
+        self.firing_counts += torch.bincount(flat, minlength=self.d_sae)
+        self.n_samples += n
+        for keys, counts in iter_batch_pair_counts(idx, self.d_sae, self.max_pairs_per_chunk):
+            self._merge(keys, counts)
+        self.n_updates += 1
+        if self.pruning and self.n_updates % self.prune_every == 0:
+            self.prune()
+
+    def _upcast(self) -> None:
+        self._count_dtype = torch.int64
+        self._co = self._co.to(torch.int64)
+        if self._delta is not None:
+            self._delta = self._delta.to(torch.int64)
+
+    def _budget(self, keys: Int[Tensor, " n"], counts: Int[Tensor, " d_sae"]) -> Int[Tensor, " n"]:
+        """``floor(eps * min(counts[i], counts[j]))`` for each pair key."""
+        i = torch.div(keys, self.d_sae, rounding_mode="floor")
+        j = keys - i * self.d_sae
+        m = torch.minimum(counts[i], counts[j])
+        return torch.floor(m.to(torch.float64) * float(self.prune_eps)).to(torch.int64)
+
+    def _merge(self, keys: Int[Tensor, " m"], counts: Int[Tensor, " m"]) -> None:
+        """Merge sorted unique ``keys`` with ``counts`` into the running sorted store."""
+        if keys.numel() == 0:
+            return
+        counts = counts.to(self._count_dtype)
+        r = self._keys.numel()
+        if r == 0:
+            found = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
+            pos = torch.zeros_like(keys)
+        else:
+            pos = torch.searchsorted(self._keys, keys)
+            found = self._keys[pos.clamp(max=r - 1)] == keys
+            found &= pos < r
+            self._co.index_add_(0, pos[found], counts[found])
+        if bool(found.all()):
+            return
+        new = ~found
+        new_keys, new_counts, ins = keys[new], counts[new], pos[new]
+        del found, pos, new
+        m = new_keys.numel()
+        new_pos = ins + torch.arange(m, device=ins.device)  # slots in the merged array
+        old_slot = torch.ones(r + m, dtype=torch.bool, device=keys.device)
+        old_slot[new_pos] = False
+
+        def place(old: Tensor, fresh: Tensor) -> Tensor:
+            out = torch.empty(r + m, dtype=old.dtype, device=old.device)
+            out[old_slot] = old
+            out[new_pos] = fresh
+            return out
+
+        if self._delta is not None:
+            assert self._count_at_prune is not None
+            fresh_delta = self._budget(new_keys, self._count_at_prune).to(self._count_dtype)
+            self._delta = place(self._delta, fresh_delta)
+        self._keys = place(self._keys, new_keys)
+        self._co = place(self._co, new_counts)
+
+    @torch.no_grad()
+    def prune(self, chunk: int = 2**22) -> int:
+        """Drop pairs with ``co + delta <= floor(eps * m)``; returns how many were dropped."""
+        if not self.pruning:
+            raise RuntimeError("pruning is disabled: construct with min_conditional or prune_eps")
+        assert self._delta is not None
+        r = self._keys.numel()
+        keep = torch.empty(r, dtype=torch.bool, device=self.device)
+        for s in range(0, r, chunk):
+            e = min(r, s + chunk)
+            upper = self._co[s:e].to(torch.int64) + self._delta[s:e]
+            keep[s:e] = upper > self._budget(self._keys[s:e], self.firing_counts)
+        self._count_at_prune = self.firing_counts.clone()
+        dropped = r - int(keep.sum())
+        if dropped:
+            self._keys, self._co, self._delta = self._keys[keep], self._co[keep], self._delta[keep]
+        return dropped
+
+    # ------------------------------------------------------------------ queries
+    def pairs(self, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
+        """Stored unordered pairs ``[start:stop]``: ``i < j``, ``count_both``, ``count_both_upper``."""
+        keys = self._keys[start:stop]
+        i = torch.div(keys, self.d_sae, rounding_mode="floor")
+        co = self._co[start:stop].to(torch.int64)
+        upper = co + self._delta[start:stop] if self._delta is not None else co
+        return {"i": i, "j": keys - i * self.d_sae, "count_both": co, "count_both_upper": upper}
+
+    def lookup(
+        self, a: Int[Tensor, " n"], b: Int[Tensor, " n"]
+    ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"]]:
+        """Co-firing count (lower, upper bound) for arbitrary pairs ``(a[k], b[k])``.
+
+        Exact (lower == upper) without pruning.  Absent pairs get ``0`` and, with
+        pruning, the budget at the last pruning step as upper bound.
+        """
+        a = torch.as_tensor(a, dtype=torch.int64, device=self.device).reshape(-1)
+        b = torch.as_tensor(b, dtype=torch.int64, device=self.device).reshape(-1)
+        keys = torch.minimum(a, b) * self.d_sae + torch.maximum(a, b)
+        lo = torch.zeros_like(keys)
+        up = torch.zeros_like(keys)
+        if self._count_at_prune is not None:
+            up = self._budget(keys, self._count_at_prune)
+        r = self._keys.numel()
+        if r:
+            pos = torch.searchsorted(self._keys, keys).clamp(max=r - 1)
+            hit = (self._keys[pos] == keys) & (a != b)
+            lo[hit] = self._co[pos[hit]].to(torch.int64)
+            up[hit] = lo[hit] + (self._delta[pos[hit]] if self._delta is not None else 0)
+        same = a == b
+        lo[same] = self.firing_counts[a[same]]
+        up[same] = lo[same]
+        return lo, up
+
+    def conditional(self, child: int, parent: int, upper: bool = False) -> float:
+        """``P(parent fires | child fires)`` (``nan`` if ``child`` never fired)."""
+        lo, up = self.lookup(torch.tensor([child]), torch.tensor([parent]))
+        n_child = int(self.firing_counts[child])
+        if n_child == 0:
+            return math.nan
+        return float((up if upper else lo)[0]) / n_child
+
+    def lift(self, a: int, b: int) -> float:
+        """``P(a, b) / (P(a) P(b))`` (``nan`` if either latent never fired)."""
+        lo, _ = self.lookup(torch.tensor([a]), torch.tensor([b]))
+        ca, cb = int(self.firing_counts[a]), int(self.firing_counts[b])
+        if ca == 0 or cb == 0:
+            return math.nan
+        return float(lo[0]) * self.n_samples / (ca * cb)
+
+    def iter_edge_tables(self, chunk: int = 2**19) -> Iterator[dict[str, Tensor]]:
+        """:meth:`edge_table` in pieces of at most ``chunk`` stored pairs (bounded memory)."""
+        for s in range(0, max(self.n_pairs, 1), chunk):
+            yield self.edge_table(s, s + chunk)
+
+    def edge_table(self, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
+        """Both orientations of the stored pairs ``[start:stop]``, as columns of equal length.
+
+        Keys: ``child``, ``parent``, ``count_child``, ``count_parent``, ``count_both``,
+        ``count_both_upper``, ``p_parent_given_child``, ``p_parent_given_child_upper``,
+        ``p_child_given_parent``, ``lift``.  Rates use the counted (lower) co-firings.
+        Materialises ~160 bytes per pair: use :meth:`iter_edge_tables` for large stores.
+        """
+        p = self.pairs(start, stop)
+        child = torch.cat([p["i"], p["j"]])
+        parent = torch.cat([p["j"], p["i"]])
+        co = torch.cat([p["count_both"], p["count_both"]]).to(torch.float64)
+        co_up = torch.cat([p["count_both_upper"], p["count_both_upper"]]).to(torch.float64)
+        n_c = self.firing_counts[child].to(torch.float64)
+        n_p = self.firing_counts[parent].to(torch.float64)
+        return {
+            "child": child,
+            "parent": parent,
+            "count_child": n_c.to(torch.int64),
+            "count_parent": n_p.to(torch.int64),
+            "count_both": co.to(torch.int64),
+            "count_both_upper": co_up.to(torch.int64),
+            "p_parent_given_child": co / n_c,
+            "p_parent_given_child_upper": co_up / n_c,
+            "p_child_given_parent": co / n_p,
+            "lift": co * self.n_samples / (n_c * n_p),
+        }
+
+    def dense_cofiring(self) -> Int[Tensor, "d_sae d_sae"]:
+        """Dense ``[d_sae, d_sae]`` co-firing matrix (diagonal = firing counts); small d_sae only."""
+        out = torch.zeros(self.d_sae, self.d_sae, dtype=torch.int64, device=self.device)
+        p = self.pairs()
+        out[p["i"], p["j"]] = p["count_both"]
+        out[p["j"], p["i"]] = p["count_both"]
+        out.diagonal().copy_(self.firing_counts)
+        return out
+
+    def __repr__(self) -> str:
+        extra: dict[str, Any] = {"prune_eps": self.prune_eps} if self.pruning else {}
+        return (
+            f"CoFiringStats(d_sae={self.d_sae}, n_samples={self.n_samples}, "
+            f"n_pairs={self.n_pairs}{''.join(f', {k}={v}' for k, v in extra.items())})"
+        )

@@ -1,0 +1,488 @@
+"""Recover a concept graph (child -> parent DAG) from an SAE's co-firing statistics.
+
+Pipeline of :func:`recover_concept_graph`:
+
+1. **Statistics** (one streaming pass, :class:`~.cofiring.CoFiringStats`): firing counts and
+   sparse co-firing counts of the SAE latents.
+2. **Candidate edges** (:func:`select_candidate_edges`): ``c -> p`` when
+   ``P(p | c) >= min_conditional``, ``count(c) >= min_support``, ``lift(c, p) >= min_lift``,
+   ``p`` is coarser than ``c`` (fires more often; ties broken by the smaller latent index
+   being the parent) and, if ``max_parent_rate_ratio`` is set,
+   ``count(p) <= max_parent_rate_ratio * count(c)``.  Because every candidate edge goes up
+   a strict total order, the candidate graph is always acyclic.
+3. **Minimal parent sets** (graph-sparsity minimality):
+
+   a. *transitive reduction* (:func:`transitive_reduction_edges`): if ``c -> q`` and
+      ``q -> ... -> p`` then ``c -> p`` is dropped (``c`` selects ``p`` through ``q``);
+   b. *explained parents* (:func:`drop_explained_parents`): among the remaining parents
+      of a child ``c``, a parent ``p`` is dropped when another parent ``q`` of ``c`` that is
+      finer than ``p`` nearly implies it, ``P(p | q) >= min_conditional - explain_margin``.
+      Such a ``c -> p`` is a transitive shortcut whose link ``q -> p`` fell just under the
+      threshold through noise; keeping both would give ``c`` a redundant parent.
+      Genuine multiple parents (``dog -> animal``, ``dog -> pet``) survive, because
+      ``P(pet | animal)`` is low.  ``explain_margin=0`` disables the rule in practice.
+
+Nodes are the latents that fired at least ``min_support`` times, with attributes
+``firing_count``, ``firing_rate`` and ``level`` (0 = root of the recovered DAG, else
+``1 + max(level of parents)``).
+
+The statistics and pruning steps are plain functions on tensors / dicts / edge lists, so
+they can be tested and reused without an SAE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import networkx as nx
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .cofiring import CoFiringStats, to_padded_indices
+from .concept_graph import ConceptGraph
+
+#: Documented defaults of :func:`recover_concept_graph`.
+DEFAULT_MIN_CONDITIONAL = 0.9
+DEFAULT_MIN_SUPPORT = 20
+DEFAULT_MIN_LIFT = 1.5
+DEFAULT_EXPLAIN_MARGIN = 0.1
+
+Edge = tuple[int, int]
+
+
+# ---------------------------------------------------------------------------- pure steps
+def select_candidate_edges(
+    table: Mapping[str, Tensor],
+    *,
+    n_samples: int,
+    min_conditional: float = DEFAULT_MIN_CONDITIONAL,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    min_lift: float = DEFAULT_MIN_LIFT,
+    max_parent_rate_ratio: float | None = None,
+) -> dict[str, Tensor]:
+    """Filter an edge table (see :meth:`CoFiringStats.edge_table`) to candidate edges.
+
+    ``table`` needs the columns ``child``, ``parent``, ``count_child``, ``count_parent``
+    and ``count_both``; an optional ``count_both_upper`` (lossy-counting upper bound) is
+    used for the threshold tests so that pruning never removes a candidate.  Returns the
+    filtered table (same columns).
+    """
+    child, parent = table["child"], table["parent"]
+    n_c = table["count_child"].to(torch.float64)
+    n_p = table["count_parent"].to(torch.float64)
+    co = table.get("count_both_upper", table["count_both"]).to(torch.float64)
+    coarser = (n_p > n_c) | ((n_p == n_c) & (parent < child))
+    keep = coarser & (n_c >= min_support) & (n_c > 0)
+    keep &= co >= min_conditional * n_c - 1e-9 * n_c
+    if min_lift > 0:
+        keep &= co * n_samples >= min_lift * n_c * n_p * (1 - 1e-12)
+    if max_parent_rate_ratio is not None:
+        keep &= n_p <= max_parent_rate_ratio * n_c
+    return {k: v[keep] for k, v in table.items()}
+
+
+def transitive_reduction_edges(edges: Iterable[Edge]) -> set[Edge]:
+    """Edges of the transitive reduction of a DAG given as ``(child, parent)`` pairs."""
+    g = nx.DiGraph()
+    g.add_edges_from(edges)
+    if not nx.is_directed_acyclic_graph(g):
+        raise ValueError("candidate edges contain a cycle; expected a DAG")
+    return set(nx.transitive_reduction(g).edges)
+
+
+def explained_parent_queries(edges: Iterable[Edge], coarseness: Mapping[int, Any]) -> list[Edge]:
+    """Pairs ``(q, p)`` whose ``P(p | q)`` the explained-parent rule needs.
+
+    For every child with at least two parents, all ordered pairs of its parents where
+    ``q`` is finer than ``p`` (``coarseness[q] < coarseness[p]``).
+    """
+    parents: dict[int, list[int]] = defaultdict(list)
+    for c, p in edges:
+        parents[c].append(p)
+    out: set[Edge] = set()
+    for ps in parents.values():
+        for q in ps:
+            for p in ps:
+                if q != p and coarseness[q] < coarseness[p]:
+                    out.add((q, p))
+    return sorted(out)
+
+
+def drop_explained_parents(
+    edges: Iterable[Edge],
+    parent_conditional: Mapping[Edge, float],
+    coarseness: Mapping[int, Any],
+    *,
+    min_conditional: float = DEFAULT_MIN_CONDITIONAL,
+    explain_margin: float = DEFAULT_EXPLAIN_MARGIN,
+) -> set[Edge]:
+    """Drop ``c -> p`` when another parent ``q`` of ``c``, finer than ``p``, has
+    ``P(p | q) = parent_conditional[(q, p)] >= min_conditional - explain_margin``.
+
+    All of ``c``'s parents act as explainers (order-independent result).
+    """
+    edges = set(edges)
+    parents: dict[int, list[int]] = defaultdict(list)
+    for c, p in edges:
+        parents[c].append(p)
+    threshold = min_conditional - explain_margin
+    dropped: set[Edge] = set()
+    for c, ps in parents.items():
+        for p in ps:
+            for q in ps:
+                if q == p or not coarseness[q] < coarseness[p]:
+                    continue
+                if parent_conditional.get((q, p), 0.0) >= threshold - 1e-12:
+                    dropped.add((c, p))
+                    break
+    return edges - dropped
+
+
+def minimal_parent_edges(
+    candidates: Iterable[Edge],
+    coarseness: Mapping[int, Any],
+    parent_conditional: Callable[[list[Edge]], Mapping[Edge, float]],
+    *,
+    min_conditional: float = DEFAULT_MIN_CONDITIONAL,
+    explain_margin: float = DEFAULT_EXPLAIN_MARGIN,
+) -> set[Edge]:
+    """Transitive reduction followed by the explained-parent rule.
+
+    ``parent_conditional(queries)`` returns ``P(p | q)`` for the requested ``(q, p)``.
+    """
+    reduced = transitive_reduction_edges(candidates)
+    if explain_margin <= 0:
+        return reduced
+    queries = explained_parent_queries(reduced, coarseness)
+    if not queries:
+        return reduced
+    return drop_explained_parents(
+        reduced,
+        parent_conditional(queries),
+        coarseness,
+        min_conditional=min_conditional,
+        explain_margin=explain_margin,
+    )
+
+
+def build_concept_graph(
+    stats: CoFiringStats,
+    *,
+    min_conditional: float = DEFAULT_MIN_CONDITIONAL,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    min_lift: float = DEFAULT_MIN_LIFT,
+    max_parent_rate_ratio: float | None = None,
+    explain_margin: float = DEFAULT_EXPLAIN_MARGIN,
+) -> ConceptGraph:
+    """Turn accumulated :class:`CoFiringStats` into a :class:`ConceptGraph` (steps 2-3)."""
+    counts = stats.firing_counts.cpu()
+    n = stats.n_samples
+    parts = [
+        select_candidate_edges(
+            {k: v.cpu() for k, v in table.items()},
+            n_samples=n,
+            min_conditional=min_conditional,
+            min_support=min_support,
+            min_lift=min_lift,
+            max_parent_rate_ratio=max_parent_rate_ratio,
+        )
+        for table in stats.iter_edge_tables()
+    ]
+    cand = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
+    cand_edges = list(zip(cand["child"].tolist(), cand["parent"].tolist()))
+    nodes = torch.nonzero(counts >= max(min_support, 1)).flatten().tolist()
+    count_list = counts.tolist()
+    coarseness = {i: (count_list[i], -i) for i in set(nodes) | {x for e in cand_edges for x in e}}
+
+    def conditional(queries: list[Edge]) -> dict[Edge, float]:
+        q = torch.tensor([a for a, _ in queries], dtype=torch.int64)
+        p = torch.tensor([b for _, b in queries], dtype=torch.int64)
+        lo, _ = stats.lookup(q, p)
+        denom = counts[q].clamp(min=1).to(torch.float64)
+        return dict(zip(queries, (lo.cpu().to(torch.float64) / denom).tolist()))
+
+    kept = minimal_parent_edges(
+        cand_edges,
+        coarseness,
+        conditional,
+        min_conditional=min_conditional,
+        explain_margin=explain_margin,
+    )
+    graph = ConceptGraph()
+    for i in nodes:
+        graph.add_concept(i, firing_count=count_list[i], firing_rate=count_list[i] / max(n, 1))
+    columns = [
+        "count_child",
+        "count_parent",
+        "count_both",
+        "p_parent_given_child",
+        "p_child_given_parent",
+        "lift",
+    ]
+    if stats.pruning:
+        columns.append("count_both_upper")
+    rows = {k: cand[k].tolist() for k in columns}
+    # every edge goes strictly up the order `coarseness`, so the graph is acyclic by
+    # construction and the per-edge cycle check of `add_edge` can be skipped
+    for r, edge in enumerate(cand_edges):
+        if edge in kept:
+            graph._g.add_edge(*edge, **{k: rows[k][r] for k in columns})  # noqa: SLF001
+    for node, level in graph.levels().items():
+        graph._g.nodes[node]["level"] = level  # noqa: SLF001
+    graph.meta.update(
+        n_samples=n,
+        d_sae=stats.d_sae,
+        min_conditional=min_conditional,
+        min_support=min_support,
+        min_lift=min_lift,
+        max_parent_rate_ratio=max_parent_rate_ratio,
+        explain_margin=explain_margin,
+        prune_eps=stats.prune_eps,
+        n_candidate_edges=len(cand_edges),
+        n_cofiring_pairs=stats.n_pairs,
+    )
+    return graph
+
+
+# ---------------------------------------------------------------------------- SAE glue
+def _check_unit(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}; pass a rate such as 0.9")
+
+
+def _iter_batches(
+    activations: Tensor | Iterable[Tensor], d_in: int, batch_size: int
+) -> Iterator[Float[Tensor, "batch d_in"]]:
+    """Yield validated ``[<=batch_size, d_in]`` chunks of ``activations`` (streamed once)."""
+    if isinstance(activations, Tensor):
+        source: Iterable[Any] = [activations]
+    elif hasattr(activations, "__array__") and not hasattr(activations, "__next__"):
+        source = [torch.as_tensor(activations)]
+    else:
+        try:
+            source = iter(activations)
+        except TypeError:
+            raise TypeError(
+                "activations must be a tensor [n, d_in] or an iterable of such tensors, "
+                f"got {type(activations).__name__}"
+            ) from None
+    n_rows = 0
+    for b, batch in enumerate(source):
+        if not isinstance(batch, Tensor):
+            if hasattr(batch, "__array__"):
+                batch = torch.as_tensor(batch)
+            else:
+                raise TypeError(
+                    f"activations: batch {b} is a {type(batch).__name__}, expected a tensor [n, d_in]"
+                )
+        if batch.ndim != 2:
+            raise ValueError(
+                f"activations: batch {b} has shape {tuple(batch.shape)} (ndim={batch.ndim}); expected "
+                f"a 2-D tensor [n, d_in={d_in}]; flatten leading dims with .reshape(-1, {d_in})"
+            )
+        if batch.shape[1] != d_in:
+            raise ValueError(
+                f"activations: wrong d_in in batch {b}: expected {d_in} (sae.cfg.d_in), "
+                f"got {batch.shape[1]}; pass activations from the hook this SAE was trained on"
+            )
+        if not batch.is_floating_point():
+            batch = batch.float()
+        for s in range(0, batch.shape[0], batch_size):
+            chunk = batch[s : s + batch_size]
+            finite = torch.isfinite(chunk)
+            if not bool(finite.all()):
+                kind = "NaN" if bool(torch.isnan(chunk).any()) else "Inf"
+                raise ValueError(
+                    f"activations: found {kind} values in batch {b} (rows {s}..{s + chunk.shape[0] - 1}); "
+                    "drop or clean non-finite rows before calling recover_concept_graph"
+                )
+            n_rows += chunk.shape[0]
+            yield chunk
+    if n_rows == 0:
+        raise ValueError(
+            "activations: empty activation source (0 rows); pass a tensor [n, d_in] with n > 0 "
+            "or a non-empty iterable of such tensors"
+        )
+
+
+def accumulate_cofiring(
+    sae: Any,
+    activations: Tensor | Iterable[Tensor],
+    stats: CoFiringStats,
+    *,
+    batch_size: int = 4096,
+    show_progress: bool = False,
+    total: int | None = None,
+    encode_elements: int = 2**24,
+    min_activation: float = 0.0,
+) -> CoFiringStats:
+    """Encode ``activations`` with ``sae`` and add the firing pattern to ``stats``.
+
+    Encoding runs on the SAE's device in sub-chunks of at most ``encode_elements / d_sae``
+    rows (default ``2**24``: a dense float32 ``[rows, d_sae]`` code of at most 64 MiB);
+    fired indices are buffered and handed to ``stats`` every ``batch_size`` rows.  A latent
+    fires when its code is non-zero, or ``> min_activation`` if that is positive.
+    """
+    d_in, d_sae = int(sae.cfg.d_in), int(sae.cfg.d_sae)
+    sae_device = sae.W_dec.device
+    enc_rows = max(1, min(batch_size, encode_elements // d_sae))
+    buffer: list[Tensor] = []
+    buffered = 0
+
+    def flush() -> None:
+        nonlocal buffer, buffered
+        if not buffer:
+            return
+        width = max(t.shape[1] for t in buffer)
+        padded = [torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-1) for t in buffer]
+        stats.update(torch.cat(padded))
+        buffer, buffered = [], 0
+
+    bar = tqdm(total=total, desc="co-firing stats", unit="rows", disable=not show_progress)
+    with torch.no_grad():
+        for chunk in _iter_batches(activations, d_in, batch_size):
+            for s in range(0, chunk.shape[0], enc_rows):
+                x = chunk[s : s + enc_rows].to(sae_device)
+                acts = sae.encode(x)
+                if min_activation > 0:
+                    acts = (acts.to_dense() if acts.is_sparse else acts) > min_activation
+                idx = to_padded_indices(acts, d_sae).to(stats.device)
+                del acts
+                buffer.append(idx)
+                buffered += idx.shape[0]
+                bar.update(idx.shape[0])
+                if buffered >= batch_size:
+                    flush()
+        flush()
+    bar.close()
+    return stats
+
+
+def recover_concept_graph(
+    sae: Any,
+    activations: Tensor | Iterable[Tensor],
+    *,
+    min_conditional: float = DEFAULT_MIN_CONDITIONAL,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    max_parent_rate_ratio: float | None = None,
+    min_lift: float = DEFAULT_MIN_LIFT,
+    explain_margin: float = DEFAULT_EXPLAIN_MARGIN,
+    min_activation: float = 0.0,
+    prune: bool = True,
+    prune_eps: float | None = None,
+    batch_size: int = 4096,
+    device: str | torch.device | None = None,
+    show_progress: bool = False,
+    return_stats: bool = False,
+    **kwargs: Any,
+) -> ConceptGraph | tuple[ConceptGraph, CoFiringStats]:
+    """Recover the child -> parent concept graph of an SAE's latents from activations.
+
+    Args:
+        sae: any SAELens ``SAE`` / ``TrainingSAE`` (only ``cfg.d_in``, ``cfg.d_sae``,
+            ``W_dec`` and ``encode`` are used); a latent *fires* when its code is non-zero.
+        activations: a tensor ``[n, d_in]`` or an iterable of such batches; streamed once,
+            in chunks of ``batch_size``, under ``torch.no_grad``.
+        min_conditional: minimum ``P(parent | child)`` for a candidate edge (default 0.9:
+            in SAELens synthetic hierarchies a child fires only with its parent, so the
+            true rate is ~1 and 0.9 leaves room for encoder noise).
+        min_support: minimum firings of a latent to become a node / an edge's child
+            (default 20: with fewer samples a 0.9 rate is not distinguishable from chance).
+        max_parent_rate_ratio: optional upper bound on ``count(parent) / count(child)``;
+            ``None`` (default) = no bound, since a genuine parent can be arbitrarily more
+            frequent than a rare child.
+        min_lift: minimum ``P(c, p) / (P(c) P(p))`` (default 1.5): rejects "parents" that
+            fire almost always (dense latents), for which a high ``P(p | c)`` is no evidence.
+        explain_margin: margin of the explained-parent rule (module docstring, step 3b);
+            default 0.1, 0 disables it.
+        min_activation: a latent *fires* when its code exceeds this value (default 0:
+            any non-zero code).  A positive value ignores weak firings, e.g. the
+            low-magnitude latents a TopK SAE adds when ``k`` exceeds the number of
+            features really present.
+        prune: bound memory with lossy-counting pruning of pairs that cannot reach
+            ``min_conditional`` (see :mod:`.cofiring`; no candidate edge is ever lost).
+        prune_eps: lossy-counting budget (default ``min_conditional / 10``).
+        batch_size: rows per statistics update (and per validated chunk).
+        device: where the co-firing statistics live (default: the SAE's device); encoding
+            always runs on the SAE's device.
+        show_progress: tqdm progress bar over rows.
+        return_stats: also return the :class:`CoFiringStats`.
+        **kwargs: forwarded to :class:`CoFiringStats` (``prune_every``, ``max_pairs_per_chunk``).
+
+    Returns:
+        the :class:`ConceptGraph` (and the statistics if ``return_stats``).  Edge
+        attributes: ``count_child``, ``count_parent``, ``count_both``,
+        ``p_parent_given_child``, ``p_child_given_parent``, ``lift`` (from counted
+        co-firings) and, with pruning, ``count_both_upper`` (lossy-counting upper bound;
+        equal to ``count_both`` unless the pair was pruned and re-inserted).  Graph-level
+        thresholds and counts are in ``graph.meta``.
+    """
+    _check_unit("min_conditional", min_conditional)
+    _check_unit("explain_margin", explain_margin)
+    if prune_eps is not None:
+        _check_unit("prune_eps", prune_eps)
+        if not 0.0 < prune_eps < min_conditional:
+            raise ValueError(
+                f"prune_eps must lie in (0, min_conditional={min_conditional}), got {prune_eps}"
+            )
+    if isinstance(min_support, bool) or not isinstance(min_support, int) or min_support < 1:
+        raise ValueError(f"min_support must be an int >= 1, got {min_support!r}")
+    if not isinstance(min_lift, (int, float)) or min_lift < 0:
+        raise ValueError(f"min_lift must be >= 0, got {min_lift!r}")
+    if max_parent_rate_ratio is not None and (
+        not isinstance(max_parent_rate_ratio, (int, float)) or max_parent_rate_ratio < 1
+    ):
+        raise ValueError(f"max_parent_rate_ratio must be None or >= 1, got {max_parent_rate_ratio!r}")
+    if not isinstance(min_activation, (int, float)) or not min_activation >= 0:
+        raise ValueError(f"min_activation must be >= 0, got {min_activation!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    for attr in ("cfg", "encode", "W_dec"):
+        if not hasattr(sae, attr):
+            raise TypeError(f"sae must be a SAELens SAE (missing .{attr}), got {type(sae).__name__}")
+
+    stats_device = torch.device(device) if device is not None else sae.W_dec.device
+    use_pruning = prune and min_conditional > 0
+    stats = CoFiringStats(
+        int(sae.cfg.d_sae),
+        min_conditional=min_conditional if use_pruning else None,
+        prune_eps=prune_eps if use_pruning else None,
+        device=stats_device,
+        **kwargs,
+    )
+    total = activations.shape[0] if isinstance(activations, Tensor) and activations.ndim >= 1 else None
+    accumulate_cofiring(
+        sae,
+        activations,
+        stats,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        total=total,
+        min_activation=min_activation,
+    )
+    graph = build_concept_graph(
+        stats,
+        min_conditional=min_conditional,
+        min_support=min_support,
+        min_lift=min_lift,
+        max_parent_rate_ratio=max_parent_rate_ratio,
+        explain_margin=explain_margin,
+    )
+    graph.meta["min_activation"] = min_activation
+    return (graph, stats) if return_stats else graph
+
+
+__all__ = [
+    "recover_concept_graph",
+    "accumulate_cofiring",
+    "build_concept_graph",
+    "select_candidate_edges",
+    "transitive_reduction_edges",
+    "explained_parent_queries",
+    "drop_explained_parents",
+    "minimal_parent_edges",
+]
