@@ -80,7 +80,7 @@ class MinimalityConfig:
     selection_fit_coefficient: float = 1.0
     graph_sparsity_coefficient: float = 0.0
     selection_max_latents: int = 8192
-    hierarchy_update_every: int = 4
+    hierarchy_update_every: int = 16
     hierarchy_window: int = 1000
     revival_window: int = 50
 

@@ -38,17 +38,12 @@ class MinimalityMixin:
     selection_logits: nn.Parameter | None
     selection_leak_logits: nn.Parameter | None
     since_fired: Tensor
-    fire_counts: Tensor
 
     def __init__(self, cfg: Any, use_error_term: bool = False):
         cfg.validate_minimality()
         super().__init__(cfg, use_error_term)  # type: ignore[call-arg]
         d_sae, device = cfg.d_sae, self.W_dec.device
         self.register_buffer("since_fired", torch.zeros(d_sae, dtype=torch.long, device=device),
-                             persistent=False)
-        self.register_buffer("fire_counts", torch.zeros(d_sae, dtype=torch.float64, device=device),
-                             persistent=False)
-        self.register_buffer("n_seen", torch.zeros((), dtype=torch.float64, device=device),
                              persistent=False)
         self._cofiring: Any = None  # statistics of the running window (graph.CoFiringStats)
         self._finished_cofiring: Any = None  # those of the last finished window
@@ -114,8 +109,9 @@ class MinimalityMixin:
         if widths and self.cfg.nested_coefficient > 0:
             terms["nested_loss"] = coefficients["nested"] * losses.nested_reconstruction_loss(
                 feature_acts, self._decoder_for_acts(), self.b_dec, step_input.sae_in, widths)
-        terms["compression_loss"] = coefficients["compression"] * losses.dictionary_compression_loss(
-            self.W_dec, self.cfg.compression_margin, self._compression_rows())
+        if self.cfg.compression_coefficient > 0:
+            terms["compression_loss"] = coefficients["compression"] * losses.dictionary_compression_loss(
+                self.W_dec, self.cfg.compression_margin, self._compression_rows())
         if self.selection_enabled:
             terms.update(self._selection_terms(coefficients, fired, hidden_pre, feature_acts))
         if self.cfg.selection_edges == "cofiring" and self.cfg.selection_coefficient > 0:
@@ -184,11 +180,9 @@ class MinimalityMixin:
     def _track_firing(self, fired: Tensor) -> None:
         if not self.training:
             return
-        any_fired = fired.any(dim=0)
-        self.since_fired += 1
-        self.since_fired[any_fired] = 0
-        self.fire_counts += fired.sum(dim=0).to(self.fire_counts.dtype)
-        self.n_seen += fired.shape[0]
+        if self.cfg.revival_window > 0:
+            self.since_fired += 1
+            self.since_fired[fired.any(dim=0)] = 0
         every = self.cfg.hierarchy_update_every
         if every > 0:
             if self._steps_tracked % every == 0:
@@ -238,7 +232,10 @@ class MinimalityMixin:
 
     def hierarchy_metadata(self) -> HierarchyMetadata:
         """The hierarchy this SAE learned: selection edges, firing rates, config of the terms."""
-        rates = (self.fire_counts / self.n_seen.clamp_min(1)).float().cpu()
+        stats = self._finished_cofiring or self._cofiring
+        rates = None
+        if stats is not None and stats.n_samples > 0:
+            rates = (stats.firing_counts.double() / stats.n_samples).tolist()
         edges: list[tuple[int, int, float]] = []
         selection: list[tuple[int, int, float]] = []
         graph = self.learned_concept_graph()
@@ -254,7 +251,7 @@ class MinimalityMixin:
             architecture=self.cfg.architecture(),
             edges=edges,
             selection_map=selection,
-            firing_rates=rates.tolist() if self.n_seen > 0 else None,
+            firing_rates=rates,
             minimality={f.name: getattr(self.cfg, f.name)
                         for f in dataclasses.fields(self.cfg) if _is_minimality_field(f.name)},
         )
