@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "synthetic-hierarchy": "sae_causal_plugin.bench.synthetic_hierarchy",
     "step-time": "sae_causal_plugin.bench.step_time",
+    "multilevel": "sae_causal_plugin.bench.multilevel",
 }
 
 

@@ -51,6 +51,8 @@ class BenchConfig:
     noise: float = 0.0
     leakage: float = 0.0
     hidden_mult: float = 2.0
+    max_prob: float = 0.08
+    min_prob: float = 0.02
     samples: int = 2_000_000
     batch_size: int = 4096
     lr: float = 1e-2
@@ -77,7 +79,7 @@ class BenchConfig:
         return HierarchicalSelectionConfig(
             concepts_per_level=list(self.concepts_per_level), parents=self.parents, composition=self.composition,
             hidden_dims=[max(1, round(self.hidden_mult * n)) for n in self.concepts_per_level],
-            noise=self.noise, leakage=self.leakage)
+            noise=self.noise, leakage=self.leakage, max_prob=self.max_prob, min_prob=self.min_prob)
 
 
 def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list[float], eval_acts):
@@ -231,6 +233,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[st
     p.add_argument("--noise", type=float, default=d.noise)
     p.add_argument("--leakage", type=float, default=d.leakage)
     p.add_argument("--hidden-mult", type=float, default=d.hidden_mult, help="d_l = hidden_mult * n_l")
+    p.add_argument("--max-prob", type=float, default=d.max_prob, help="firing probability of the commonest finest concept")
+    p.add_argument("--min-prob", type=float, default=d.min_prob, help="firing probability of the rarest finest concept")
     p.add_argument("--samples", type=int, default=d.samples, help="training samples per SAE")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -243,7 +247,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[st
     a = p.parse_args(argv)
     sizes = a.concepts_per_level if a.concepts_per_level is not None else default_sizes(a.levels)
     cfg = BenchConfig(levels=a.levels, concepts_per_level=sizes, parents=a.parents, composition=a.composition,
-                      noise=a.noise, leakage=a.leakage, hidden_mult=a.hidden_mult, samples=a.samples,
+                      noise=a.noise, leakage=a.leakage, hidden_mult=a.hidden_mult, max_prob=a.max_prob,
+                      min_prob=a.min_prob, samples=a.samples,
                       batch_size=a.batch_size, lr=a.lr, eval_samples=a.eval_samples)
     cfg.validate()
     cfg.world_config()  # ValueError now for a bad composition, parents or sizes

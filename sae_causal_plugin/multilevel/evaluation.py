@@ -1,0 +1,96 @@
+"""Scores of per-level SAEs and layered graphs against a known multi-level world (pure maths).
+
+* :func:`level_mcc`: SAELens's ``mean_correlation_coefficient`` (Hungarian matching on absolute
+  cosine of decoder rows vs. true concept directions, mean matched ``|cos|``).
+* :func:`match_latents`: the latent -> concept matching that the edge scores use.
+* :func:`edge_scores`: precision / recall / F1 / structural Hamming distance of a recovered
+  layered graph, after renaming its latents to the concepts they match.
+* :func:`edge_jaccard`: agreement of two recovered graphs (e.g. two training seeds), matching
+  the latents of one run to those of the other by decoder cosine; no ground truth needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from sae_lens.synthetic.evals import mean_correlation_coefficient
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from sae_causal_plugin.graph import ConceptGraph
+
+Edge = tuple[str, str]
+
+
+def level_mcc(W_dec: Float[Tensor, "d_sae d"], feature_vectors: Float[Tensor, "n d"]) -> float:
+    """Mean matched absolute cosine between decoder rows and the true concept directions."""
+    return float(mean_correlation_coefficient(W_dec.detach().float().cpu(), feature_vectors.detach().float().cpu()))
+
+
+def match_latents(
+    W_dec: Float[Tensor, "d_sae d"], targets: Float[Tensor, "n d"], min_cosine: float = 0.5
+) -> dict[int, int]:
+    """One-to-one ``latent -> target row`` by Hungarian matching on ``|cos|`` (kept if ``>= min_cosine``)."""
+    a = torch.nn.functional.normalize(W_dec.detach().float().cpu(), dim=1)
+    b = torch.nn.functional.normalize(targets.detach().float().cpu(), dim=1)
+    cos = (a @ b.T).abs().numpy().astype(np.float64)
+    rows, cols = linear_sum_assignment(cos, maximize=True)
+    return {int(r): int(c) for r, c in zip(rows, cols) if cos[r, c] >= min_cosine}
+
+
+def _parse(node: str) -> tuple[int, int]:
+    level, index = str(node)[1:].split(":")
+    return int(level), int(index)
+
+
+def rename_edges(graph: ConceptGraph, matchings: Sequence[dict[int, int]]) -> tuple[set[Edge], int]:
+    """Edges of ``graph`` renamed through per-level matchings; also the count of edges with an
+    unmatched endpoint (dropped from the set)."""
+    out: set[Edge] = set()
+    unmatched = 0
+    for child, parent in graph.edges:
+        (lc, ic), (lp, ip) = _parse(child), _parse(parent)
+        if ic in matchings[lc] and ip in matchings[lp]:
+            out.add((f"L{lc}:{matchings[lc][ic]}", f"L{lp}:{matchings[lp][ip]}"))
+        else:
+            unmatched += 1
+    return out, unmatched
+
+
+def edge_scores(recovered: ConceptGraph, truth: ConceptGraph, matchings: Sequence[dict[int, int]]) -> dict[str, float]:
+    """Precision, recall, F1 and structural Hamming distance of ``recovered`` against ``truth``.
+
+    A recovered edge is correct when both latents are matched (:func:`match_latents`) and the
+    matched concepts form a true edge; every other recovered edge (wrong, or touching an
+    unmatched latent) is a false positive. ``shd = false positives + missed true edges`` (no
+    reversals can occur: every edge goes from a finer to a coarser level).
+    """
+    true_edges = set(truth.edges)
+    renamed, unmatched = rename_edges(recovered, matchings)
+    n_recovered = len(recovered.edges)
+    tp = len(renamed & true_edges)
+    fp = n_recovered - tp
+    fn = len(true_edges - renamed)
+    precision = tp / n_recovered if n_recovered else 0.0
+    recall = tp / len(true_edges) if true_edges else 1.0
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"edge_precision": precision, "edge_recall": recall, "edge_f1": f1, "shd": float(fp + fn),
+            "n_recovered": float(n_recovered), "n_true": float(len(true_edges)), "n_unmatched": float(unmatched)}
+
+
+def edge_jaccard(graph_a: ConceptGraph, graph_b: ConceptGraph, decoders_a: Sequence[Tensor],
+                 decoders_b: Sequence[Tensor], min_cosine: float = 0.5) -> float:
+    """Jaccard index of two graphs' edge sets after matching run B's latents to run A's.
+
+    Latents of B are matched level by level to latents of A by Hungarian matching on decoder
+    ``|cos|``; B's edges are renamed into A's ids (an edge touching an unmatched latent counts
+    as its own, unshared edge). Two empty graphs agree perfectly (1.0).
+    """
+    matchings = [match_latents(wb, wa, min_cosine) for wa, wb in zip(decoders_a, decoders_b)]
+    edges_a = set(graph_a.edges)
+    renamed, unmatched = rename_edges(graph_b, matchings)
+    union = len(edges_a | renamed) + unmatched
+    return 1.0 if union == 0 else len(edges_a & renamed) / union

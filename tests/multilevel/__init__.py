@@ -1,0 +1,1 @@
+"""Tests of sae_causal_plugin.multilevel and the multilevel benchmark."""

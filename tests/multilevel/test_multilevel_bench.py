@@ -1,0 +1,42 @@
+"""The multilevel benchmark: output contract on a tiny run, and bad arguments."""
+
+import json
+
+import pytest
+
+from sae_causal_plugin.bench import multilevel
+
+TINY = ["--samples", "8192", "--batch-size", "1024", "--eval-samples", "2000", "--concepts-per-level", "3", "6",
+        "--parents", "2"]
+
+
+def test_tiny_run_prints_one_json_object_last(capsys):
+    report = multilevel.main(TINY + ["--json"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    parsed = json.loads(last)
+    assert set(parsed) >= {"config", "results"}
+    assert [r["method"] for r in parsed["results"]] == ["ours", "baseline"]
+    for r in parsed["results"]:
+        assert {"method", "level_mcc", "edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard",
+                "seconds"} <= set(r)
+        assert len(r["level_mcc"]) == 2 and 0.0 <= r["edge_f1"] <= 1.0 and 0.0 <= r["seed_jaccard"] <= 1.0
+    assert report["config"]["concepts_per_level"] == [3, 6]
+
+
+def test_summarise_means_and_sds():
+    rows = [{"method": "ours", "seed": s, "level_mcc": [1.0, m], "edge_precision": 1.0, "edge_recall": 1.0,
+             "edge_f1": f, "shd": 0.0, "seed_jaccard": 1.0, "seconds": 1.0} for s, m, f in [(0, 0.8, 0.5), (1, 1.0, 1.0)]]
+    (res,) = multilevel.summarise(rows)
+    assert res["level_mcc"] == pytest.approx([1.0, 0.9]) and res["edge_f1"] == pytest.approx(0.75)
+    assert res["edge_f1_sd"] == pytest.approx(0.3535, abs=1e-3)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--composition", "xor"], "composition 'xor' does not exist"),
+    (["--levels", "1"], "at least 2"),
+    (["--levels", "3", "--concepts-per-level", "4", "8"], "one count per level"),
+    (["--samples", "0"], "--samples must be positive"),
+])
+def test_bad_arguments_fail_before_training(argv, match):
+    with pytest.raises(ValueError, match=match):
+        multilevel.main(argv)
