@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
+OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")
 RESULT_KEYS = ("f1", "mcc", "uniqueness", "explained_variance", "l0", "dead_latents",
                "edge_precision", "edge_recall", "edge_f1", "absorption", "seconds")
 
@@ -139,6 +140,7 @@ def make_sae(arch: str, cfg: BenchConfig, d_in: int, width: int, k: float):
         MatryoshkaBatchTopKTrainingSAEConfig,
     )
 
+    import sae_causal_plugin as ours
     from sae_causal_plugin import HierarchicalBatchTopKTrainingSAE, HierarchicalBatchTopKTrainingSAEConfig
 
     common = dict(d_in=d_in, d_sae=width, device=cfg.device)
@@ -154,7 +156,19 @@ def make_sae(arch: str, cfg: BenchConfig, d_in: int, width: int, k: float):
     if arch == "hierarchical_batchtopk":
         return HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(
             k=k, **common, **(cfg.ours_config or {})))
-    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}.")
+    if arch == "hierarchical_jumprelu":
+        return ours.HierarchicalJumpReLUTrainingSAE(ours.HierarchicalJumpReLUTrainingSAEConfig(
+            jumprelu_sparsity_loss_mode="quadratic", target_l0=float(k), **common,
+            **(cfg.ours_config or {})))
+    if arch == "hierarchical_topk":
+        return ours.HierarchicalTopKTrainingSAE(ours.HierarchicalTopKTrainingSAEConfig(
+            k=int(round(k)), **common, **(cfg.ours_config or {})))
+    if arch == "topk":
+        from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+
+        return TopKTrainingSAE(TopKTrainingSAEConfig(k=int(round(k)), **common))
+    raise ValueError(f"unknown architecture {arch!r}; choose from "
+                     f"{', '.join(ARCHITECTURES + OPTIONAL_ARCHITECTURES)}.")
 
 
 def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float
@@ -255,7 +269,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
     p.add_argument("--width", type=int, default=None, help="d_sae (default: num features)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES),
+                   choices=ARCHITECTURES + OPTIONAL_ARCHITECTURES)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None)
     p.add_argument("--ours-config", type=json.loads, default=None,
                    help='JSON of extra hierarchical-config arguments, e.g. \'{"compression_margin": 0.4}\'')

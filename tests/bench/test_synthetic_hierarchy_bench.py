@@ -1,0 +1,38 @@
+"""The synthetic-hierarchy benchmark end to end at tiny size: JSON contract and bad options."""
+
+import json
+
+import pytest
+
+from sae_causal_plugin.bench import synthetic_hierarchy
+
+TINY = ["--num-features", "24", "--hidden-dim", "16", "--roots", "3", "--branching", "2",
+        "--depth", "2", "--samples", "8192", "--train-seeds", "0", "1"]
+KEYS = {"arch", "f1", "mcc", "uniqueness", "explained_variance", "l0", "dead_latents",
+        "edge_precision", "edge_recall", "edge_f1", "absorption", "seconds"}
+
+
+def test_json_last_line_has_one_result_per_architecture(capsys, monkeypatch):
+    monkeypatch.setattr(synthetic_hierarchy.BenchConfig, "eval_samples", 4096)
+    monkeypatch.setattr(synthetic_hierarchy.BenchConfig, "graph_samples", 4096)
+    synthetic_hierarchy.main([*TINY, "--archs", "batchtopk", "hierarchical_batchtopk", "--json"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(last)
+    assert set(report) == {"config", "results"}
+    assert [r["arch"] for r in report["results"]] == ["batchtopk", "hierarchical_batchtopk"]
+    for result in report["results"]:
+        assert KEYS <= set(result)
+        assert 0.0 <= result["f1"] <= 1.0 and 0.0 <= result["mcc"] <= 1.0
+        assert result["consistency_mcc"] is not None  # two training seeds
+        assert len(result["per_seed"]) == 2
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["--depth", "0"], "--depth"),
+    (["--mutually-exclusive", "1.5"], "--mutually-exclusive"),
+    (["--k", "-1"], "--k"),
+    (["--samples", "0"], "--samples"),
+])
+def test_bad_options_name_the_option(argv, name):
+    with pytest.raises(ValueError, match=name):
+        synthetic_hierarchy.main(argv)
