@@ -9,6 +9,8 @@ BENCHMARKS = {
     "synthetic-hierarchy": "sae_causal_plugin.bench.synthetic_hierarchy",
     "step-time": "sae_causal_plugin.bench.step_time",
     "multilevel": "sae_causal_plugin.bench.multilevel",
+    "diffusion-overhead": "sae_causal_plugin.bench.diffusion_overhead",
+    "diffusion-world": "sae_causal_plugin.bench.diffusion_world",
 }
 
 

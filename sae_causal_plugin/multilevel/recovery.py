@@ -132,6 +132,15 @@ def recover_layered_graph(
 ) -> ConceptGraph:
     """Concept graph across levels from one SAE per level and paired activations.
 
+    Minimal parent sets are found by **conditional-independence tests** (conditional mutual
+    information of binary firing, grow-then-shrink as in IAMB), not by sparse regression: a
+    coarse concept is a deterministic selection of a few finer ones, so once the true components
+    are conditioned on, every other candidate is conditionally independent of it (the test is
+    exact for deterministic selections and yields the *minimal* set), and the test does not
+    assume a functional form (OR, AND and thresholded sums all pass, where a linear or noisy-OR
+    regression fits only some). Candidates are first screened by co-firing count and lift, so
+    each test only sees latents that co-fire with the coarse latent.
+
     Args:
         level_saes: one SAELens SAE per level, level 0 (most abstract) first; a latent fires when
             its code is non-zero.

@@ -1,0 +1,1 @@
+"""Toy worlds with known concept hierarchies, shipped with the package for tests and benchmarks."""

@@ -1,0 +1,206 @@
+"""The diffusion toy world: concepts, generator, detectors, shipped denoiser, timestep graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.worlds import diffusion_world as dw
+from sae_causal_plugin.worlds.diffusion_world import detectors, timestep_graph
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- hand-drawn images ---------------------------------------------------------------------------
+def _canvas() -> torch.Tensor:
+    img = torch.empty(3, 16, 16)
+    img[:] = torch.tensor(dw.PALETTE["sky"])[:, None, None]
+    img[:, 13:] = torch.tensor(dw.PALETTE["grass"])[:, None, None]
+    return img
+
+
+def _fill(img: torch.Tensor, rows: range, cols: range, colour: str) -> None:
+    img[:, rows.start : rows.stop, cols.start : cols.stop] = torch.tensor(dw.PALETTE[colour])[
+        :, None, None
+    ]
+
+
+def _house(img: torch.Tensor, left: int = 3) -> None:
+    _fill(img, range(8, 13), range(left, left + 9), "wall")
+    for i in range(4):  # a stepped roof drawn by hand, wider than the renderer's
+        _fill(img, range(4 + i, 5 + i), range(left + 2 - i, left + 7 + i), "roof")
+
+
+def _tree(img: torch.Tensor, left: int = 5) -> None:
+    _fill(img, range(9, 13), range(left + 2, left + 3), "trunk")  # one pixel wide, 4 tall
+    _fill(img, range(2, 9), range(left, left + 5), "crown")  # a square crown
+
+
+def _hand_drawn() -> list[tuple[torch.Tensor, set[str]]]:
+    cases = []
+    img = _canvas()
+    _house(img)
+    cases.append((img, {"house"}))
+
+    img = _canvas()
+    _house(img, left=5)
+    _fill(img, range(1, 6), range(6, 8), "chimney")  # tall chimney on the left
+    _fill(img, range(10, 12), range(7, 9), "window")
+    cases.append((img, {"house", "chimney", "window"}))
+
+    img = _canvas()
+    _house(img)
+    _fill(img, range(2, 5), range(9, 11), "chimney")
+    _fill(img, range(0, 2), range(11, 14), "smoke")  # smoke drifting right
+    _fill(img, range(9, 11), range(4, 6), "window")
+    _fill(img, range(11, 12), range(3, 7), "flowers")  # a long, thin flower box
+    cases.append((img, {"house", "chimney", "smoke", "window", "flowers"}))
+
+    img = _canvas()
+    _tree(img)
+    cases.append((img, {"tree"}))
+
+    img = _canvas()
+    _tree(img, left=2)
+    _fill(img, range(3, 5), range(3, 5), "apples")
+    _fill(img, range(6, 8), range(4, 6), "apples")
+    cases.append((img, {"tree", "apples"}))
+
+    img = _canvas()
+    _tree(img)
+    _fill(img, range(3, 4), range(5, 9), "apples")  # a row of apples
+    _fill(img, range(11, 13), range(1, 4), "basket")  # a wide basket far from the trunk
+    cases.append((img, {"tree", "apples", "basket"}))
+
+    img = _canvas()  # an empty scene and stray pixels: nothing
+    img[:, 0, 0] = torch.tensor(dw.PALETTE["chimney"])
+    img[:, 5, 5] = torch.tensor(dw.PALETTE["flowers"])
+    img[:, 7, 9] = torch.tensor(dw.PALETTE["basket"])
+    cases.append((img, set()))
+
+    img = _canvas()  # smoke with no chimney reads as exactly that
+    _fill(img, range(0, 2), range(3, 5), "smoke")
+    cases.append((img, {"smoke"}))
+    return cases
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_detectors_on_hand_drawn_images(case):
+    img, expected = _hand_drawn()[case]
+    got = dw.detect_concepts(img)
+    assert got.shape == (1, dw.N_CONCEPTS)
+    assert set(dw.concept_names(got[0])) == expected
+
+
+def test_detectors_tolerate_small_colour_errors():
+    img, expected = _hand_drawn()[2]
+    noisy = (img + 0.2 * (torch.rand(img.shape, generator=torch.Generator().manual_seed(0)) - 0.5)).clamp(0, 1)
+    assert set(dw.concept_names(dw.detect_concepts(noisy)[0])) == expected
+    assert float(detectors.unknown_fraction(noisy)) == 0.0
+
+
+# --- the generator -------------------------------------------------------------------------------
+def test_every_class_at_every_offset_reads_back_exactly():
+    classes = dw.all_classes()
+    assert classes.shape == (dw.N_CLASSES, dw.N_CONCEPTS) == (12, 8)
+    for dx in range(-2, 3):
+        assert torch.equal(dw.detect_concepts(dw.render(classes, dx=dx)), classes)
+
+
+def test_sampled_scenes_match_their_labels():
+    images, labels = dw.sample_scenes(512, seed=3, noise=0.05)
+    assert images.shape == (512, 3, 16, 16) and 0 <= float(images.min()) <= float(images.max()) <= 1
+    assert bool(dw.is_valid(labels).all())
+    assert torch.equal(dw.detect_concepts(images), labels)
+    rates = labels.float().mean(0)
+    assert abs(float(rates[dw.CONCEPT_INDEX["house"]]) - 0.5) < 0.07
+    assert abs(float(rates[dw.CONCEPT_INDEX["smoke"]]) - 0.125) < 0.05
+
+
+def test_sampling_is_seeded():
+    a, la = dw.sample_scenes(16, seed=7)
+    b, lb = dw.sample_scenes(16, seed=7)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+# --- the true hierarchy ------------------------------------------------------------------------------
+def test_true_hierarchy_graph_is_exact():
+    g = dw.true_graph()
+    assert isinstance(g, ConceptGraph)
+    assert set(g.concepts) == set(dw.CONCEPTS)
+    assert set(g.edges) == {
+        ("chimney", "house"),
+        ("window", "house"),
+        ("apples", "tree"),
+        ("smoke", "chimney"),
+        ("flowers", "window"),
+        ("basket", "apples"),
+    }
+    assert g.levels() == {
+        "house": 0, "tree": 0, "chimney": 1, "window": 1, "apples": 1,
+        "smoke": 2, "flowers": 2, "basket": 2,
+    }
+    assert g.descendants("house") == {"chimney", "window", "smoke", "flowers"}
+    assert dw.descendants("apples") == ["basket"] and dw.ancestors("smoke") == ["chimney", "house"]
+
+
+def test_labels_from_names_and_mappings():
+    lab = dw.labels(["house", "window", "flowers"])
+    assert dw.concept_names(lab) == ["house", "window", "flowers"]
+    assert torch.equal(lab, dw.labels({"house": True, "window": 1, "flowers": True, "tree": False}))
+    assert torch.equal(dw.all_classes()[dw.class_index(lab)], lab)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+def test_unknown_concept_raises():
+    with pytest.raises(ValueError, match="unknown concept 'roof'"):
+        dw.labels(["house", "roof"])
+    with pytest.raises(ValueError, match="unknown concept"):
+        dw.descendants("garden")
+
+
+def test_inconsistent_labels_raise():
+    with pytest.raises(ValueError, match="inconsistent concepts"):
+        dw.render(dw.labels(["tree", "chimney"]))
+    with pytest.raises(ValueError, match="inconsistent concepts"):
+        dw.render(dw.labels(["house", "tree"]))
+    with pytest.raises(ValueError, match="8 concepts"):
+        dw.labels(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="dx"):
+        dw.render(dw.labels(["house"]), dx=3)
+
+
+# --- the timestep graph on plain tensors -------------------------------------------------------------
+def test_timestep_graph_recovers_a_planted_hierarchy():
+    _, labels = dw.sample_scenes(2000, seed=0)
+    lab = labels.bool()
+    idx = dw.CONCEPT_INDEX
+    noise = torch.rand(2000, 4, generator=torch.Generator().manual_seed(1)) < 0.5
+    # level 0 sees objects (and a duplicate of chimney), level 1 parts, level 2 attributes
+    firing = {
+        901: torch.stack([lab[:, idx["house"]], lab[:, idx["tree"]], lab[:, idx["chimney"]], noise[:, 0]], 1),
+        501: torch.stack([lab[:, idx[c]] for c in ("chimney", "window", "apples")] + [noise[:, 1]], 1),
+        101: torch.stack([lab[:, idx[c]] for c in ("smoke", "flowers", "basket")] + [noise[:, 2]], 1),
+    }
+    g = timestep_graph.recover_timestep_graph(firing)
+    assignment = timestep_graph.match_latents(firing, lab, dw.CONCEPTS)
+    assert assignment["t901:2"][0] == "chimney" and "t901:3" not in assignment
+    score = timestep_graph.score_graph(g, assignment, dw.true_edges())
+    assert score["f1"] == 1.0, score
+    assert ("t501:0", "t901:0") in g.edges and ("t501:0", "t901:2") not in g.edges
+
+
+def test_timestep_graph_bad_input():
+    with pytest.raises(ValueError, match="at least two timesteps"):
+        timestep_graph.recover_timestep_graph({1: torch.zeros(4, 2, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="n_images"):
+        timestep_graph.recover_timestep_graph(
+            {1: torch.zeros(4, 2, dtype=torch.bool), 2: torch.zeros(5, 2, dtype=torch.bool)}
+        )
