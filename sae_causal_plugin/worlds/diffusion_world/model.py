@@ -71,26 +71,25 @@ CONFIG_FILE = f"{ASSET_PREFIX}_config.json"
 
 
 class ConceptEmbedding(nn.Module):
-    """Label vectors -> one token per concept: ``[B, 8]`` -> ``[B, 8, dim]``.
+    """Label vectors -> one conditioning token, the sum of the present concepts' vectors.
 
-    Token ``j`` is a learned vector of concept ``j`` when it is present and a learned "absent"
-    vector, shared by all concepts, when it is not: only present concepts inject anything
-    concept-specific.
+    ``[B, 8]`` -> ``[B, 1, dim]``: ``bias + sum_j labels[:, j] * vectors[j]``.  With a single key,
+    the mid block's cross-attention output is a linear map of this token, so concepts enter the
+    UNet additively and only present concepts inject anything.
     """
 
     def __init__(self, dim: int = EMBED_DIM, seed: int | None = None):
         super().__init__()
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         self.dim = dim
-        self.present = nn.Parameter(torch.randn(N_CONCEPTS, dim, generator=g))
-        self.absent = nn.Parameter(torch.randn(dim, generator=g))
+        self.vectors = nn.Parameter(torch.randn(N_CONCEPTS, dim, generator=g))
+        self.bias = nn.Parameter(torch.randn(dim, generator=g))
 
     def forward(self, labels: Tensor) -> Tensor:
-        lab = labels.to(self.present.device)
+        lab = labels.to(self.vectors.device)
         if lab.ndim != 2 or lab.shape[1] != N_CONCEPTS:
             raise ValueError(f"labels must be [B, {N_CONCEPTS}], got shape {tuple(labels.shape)}")
-        on = (lab != 0)[..., None]
-        return torch.where(on, self.present[None], self.absent[None, None])
+        return (self.bias + (lab != 0).to(self.vectors.dtype) @ self.vectors)[:, None, :]
 
 
 def build_denoiser(seed: int = 0) -> nn.Module:
