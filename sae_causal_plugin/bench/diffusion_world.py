@@ -4,31 +4,37 @@
 
 On the shipped diffusion-world denoiser (:mod:`sae_causal_plugin.worlds.diffusion_world`):
 
-1. **Activations.**  Scenes drawn from the world's sampling rule are forward-noised to three
-   timesteps (default 901 / 501 / 101, noisiest = most abstract; one noise draw per image shared
-   by the timesteps) and the denoiser's ``mid_block.hook_out`` (8x8 tokens, 32 channels; the only
-   place the concepts enter the UNet) is cached through the adapter's
-   :func:`~sae_causal_plugin.diffusion.noised_activations`.
+1. **Activations.**  Scenes drawn from the world's sampling rule (each present concept with a
+   random conditioning strength) are forward-noised to three timesteps (default 901 / 501 / 101,
+   noisiest = most abstract; one noise draw per image shared by the timesteps) and the
+   denoiser's ``mid_block.attentions.0.hook_delta`` (8x8 tokens, 32 channels: the residual
+   update where the concept token enters the UNet, its only entry) is cached through the
+   adapter's :func:`~sae_causal_plugin.diffusion.noised_activations`.  By default the SAEs see
+   *image-level* activations, the mean over the 64 tokens (``--tokens`` trains on tokens).
 2. **SAEs.**  One ``HierarchicalBatchTopKTrainingSAEConfig`` SAE per timestep, trained by SAELens's
    ``SAETrainer`` on a :class:`~sae_causal_plugin.diffusion.DiffusionActivationSource`, then saved
-   and reloaded as a stock SAELens inference SAE.
+   and reloaded as a stock SAELens inference SAE.  As in the synthetic-hierarchy benchmark, the
+   width defaults to the number of true concepts (8) and ``k`` to the world's true mean L0
+   (2.125 concepts per scene).
 3. **Timestep graph.**  On held-out scenes, image-level firing of every latent, the layered
    child -> parent graph between adjacent timesteps, latent -> concept assignment by F1 against
    the detector-read concepts, and edge F1 of the collapsed graph against the true hierarchy
    (rules: :mod:`sae_causal_plugin.worlds.diffusion_world.timestep_graph`).
 4. **Steering** (:func:`~sae_causal_plugin.worlds.diffusion_world.steering.concept_steering`: every
-   per-timestep SAE edits its window of the 20-step DDIM schedule; the concept's latents are those
-   assigned to it in step 3).  For each part / detail concept ``c`` (not the two objects, whose
-   parts would be left floating), ``n_samples`` scenes that contain ``c`` but none of its
-   descendants are generated twice from the same noise, without and with ``c`` ablated:
+   per-timestep SAE edits its own window of the 20-step DDIM schedule, on every token; the
+   concept's latents are those assigned to it in step 3).  For each part / detail concept ``c``
+   (not the two objects, whose parts would be left floating), ``n_samples`` scenes that contain
+   ``c`` but none of its descendants are generated twice from the same noise, without and with
+   ``c``'s latents ablated:
 
    * ``steer_success``: fraction of samples whose detector-read ``c`` changed (present -> absent);
    * ``off_target_preserved``: fraction of samples whose other seven concepts all read the same
      as in the unsteered image.
 
-   For each concept with children, ``n_samples`` scenes containing it and all its descendants are
-   generated with the concept ablated with ``include_descendants=True`` (descendants taken from
-   the *recovered* concept graph): ``ablation_success`` = fraction where the concept is gone.
+   A concept without an assigned latent counts as failed on all its samples.  For each concept
+   with children, ``n_samples`` scenes containing it and all its descendants are generated with
+   the concept ablated with ``include_descendants=True`` (descendants taken from the *recovered*
+   concept graph): ``ablation_success`` = fraction where the concept is gone.
 
 With ``--json`` the last line printed is one JSON object with ``edge_f1``, ``steer_success``,
 ``off_target_preserved``, ``ablation_success``, ``n_samples`` (steered generations in total),
@@ -65,8 +71,9 @@ class Config:
     timesteps: tuple[int, ...] = (901, 501, 101)
     train_images: int = 4096
     eval_images: int = 2048
-    d_sae: int = 128
-    k: float = 4.0
+    pool: bool = True  # SAEs on image-level (token-mean) activations; False: on tokens
+    d_sae: int = 8  # the number of true concepts
+    k: float | None = None  # None: the world's true mean L0
     sae_steps: int = 2000
     sae_batch: int = 256
     sae_lr: float = 3e-3
@@ -76,6 +83,7 @@ class Config:
     batch_images: int = 256
     threads: int = 1
     graph: dict[str, Any] = field(default_factory=dict)
+    sae_options: dict[str, Any] = field(default_factory=dict)  # more SAE config fields
 
 
 def _log(msg: str) -> None:
@@ -90,11 +98,12 @@ def collect_activations(
 ) -> dict[int, Tensor]:
     """``{t: [n_images * tokens, channels]}`` of ``hook`` for clean scenes noised to each ``t``."""
     from sae_causal_plugin.diffusion import hook_denoiser, noised_activations
-    from sae_causal_plugin.worlds.diffusion_world import to_model
+    from sae_causal_plugin.worlds.diffusion_world import sample_strengths, to_model
 
+    strengths = sample_strengths(labels, torch.Generator().manual_seed(seed))
     batches = (
         {"latents": to_model(images[s : s + batch_images]),
-         "encoder_hidden_states": pipe.encode_labels(labels[s : s + batch_images])}
+         "encoder_hidden_states": pipe.encode_labels(strengths[s : s + batch_images])}
         for s in range(0, images.shape[0], batch_images)
     )
     chunks = noised_activations(hook_denoiser(pipe.unet), pipe.scheduler, batches, hook,
@@ -106,12 +115,25 @@ def collect_activations(
     return {t: torch.cat(v) for t, v in parts.items()}
 
 
+def pool_images(acts: Tensor, n_images: int) -> Tensor:
+    """Image-level activations: the mean over each image's tokens, ``[n_images, channels]``."""
+    return acts.reshape(n_images, -1, acts.shape[-1]).mean(1)
+
+
 # --- 2. SAEs ---------------------------------------------------------------------------------------
 def _epochs(data: Tensor, key: Any, chunk: int, gen: torch.Generator) -> Iterator[dict[Any, Tensor]]:
     while True:
         perm = torch.randperm(data.shape[0], generator=gen)
         for s in range(0, data.shape[0], chunk):
             yield {key: data[perm[s : s + chunk]]}
+
+
+def true_mean_l0() -> float:
+    """Expected number of concepts per scene under the world's sampling rule (2.125)."""
+    from sae_causal_plugin.worlds.diffusion_world import all_classes
+    from sae_causal_plugin.worlds.diffusion_world.concepts import class_probabilities
+
+    return float((class_probabilities() * all_classes().sum(1).double()).sum())
 
 
 def train_sae(acts: Tensor, cfg: Config, seed: int, hook: str, timestep: int) -> Any:
@@ -125,7 +147,10 @@ def train_sae(acts: Tensor, cfg: Config, seed: int, hook: str, timestep: int) ->
 
     torch.manual_seed(seed)
     sae = HierarchicalBatchTopKTrainingSAE(
-        HierarchicalBatchTopKTrainingSAEConfig(d_in=int(acts.shape[1]), d_sae=cfg.d_sae, k=cfg.k)
+        HierarchicalBatchTopKTrainingSAEConfig(
+            d_in=int(acts.shape[1]), d_sae=cfg.d_sae, k=cfg.k if cfg.k else true_mean_l0(),
+            **cfg.sae_options
+        )
     )
     gen = torch.Generator().manual_seed(seed)
     source = DiffusionActivationSource(
@@ -282,6 +307,9 @@ def run(cfg: Config) -> dict[str, Any]:
     imgs_ev, lab_ev = sample_scenes(cfg.eval_images, seed=1000 * cfg.seed + 2)
     acts_tr = collect_activations(pipe, imgs_tr, lab_tr, ts, 1000 * cfg.seed + 3, hook, cfg.batch_images)
     acts_ev = collect_activations(pipe, imgs_ev, lab_ev, ts, 1000 * cfg.seed + 4, hook, cfg.batch_images)
+    if cfg.pool:
+        acts_tr = {t: pool_images(a, cfg.train_images) for t, a in acts_tr.items()}
+        acts_ev = {t: pool_images(a, cfg.eval_images) for t, a in acts_ev.items()}
     tokens = acts_ev[ts[0]].shape[0] // cfg.eval_images
     _log(f"activations: {acts_tr[ts[0]].shape[0]} train / {acts_ev[ts[0]].shape[0]} eval tokens per "
          f"timestep, d_in={acts_tr[ts[0]].shape[1]}  ({time.perf_counter() - start:.0f}s)")
@@ -329,7 +357,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "steering": steer,
         "targets": TARGETS,
         "met": {},
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "k": cfg.k if cfg.k else true_mean_l0()},
     }
     result["met"] = {k: result[k] >= v for k, v in TARGETS.items()}
     return result
@@ -345,8 +373,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
     p.add_argument("--timesteps", type=int, nargs="+", default=list(d.timesteps))
     p.add_argument("--train-images", type=int, default=d.train_images)
     p.add_argument("--eval-images", type=int, default=d.eval_images)
+    p.add_argument("--tokens", action="store_true", help="train SAEs on tokens, not image means")
     p.add_argument("--d-sae", type=int, default=d.d_sae)
-    p.add_argument("--k", type=float, default=d.k)
+    p.add_argument("--k", type=float, default=None, help="SAE k (default: the true mean L0)")
     p.add_argument("--sae-steps", type=int, default=d.sae_steps)
     p.add_argument("--min-f1", type=float, default=d.min_f1)
     p.add_argument("--n-samples", type=int, default=d.n_samples, help="generations per concept and test")
@@ -360,7 +389,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
         if getattr(a, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     cfg = Config(seed=a.seed, weights=a.weights, hook=a.hook, timesteps=tuple(a.timesteps), train_images=a.train_images,
-                 eval_images=a.eval_images, d_sae=a.d_sae, k=a.k, sae_steps=a.sae_steps, min_f1=a.min_f1,
+                 eval_images=a.eval_images, pool=not a.tokens, d_sae=a.d_sae, k=a.k, sae_steps=a.sae_steps, min_f1=a.min_f1,
                  n_samples=a.n_samples, num_inference_steps=a.num_inference_steps, threads=a.threads)
     return cfg, a.json
 

@@ -21,7 +21,9 @@ denoiser's 8x8 mid block then merged each attribute into its part (feature absor
 this world is not meant to test.
 
 A *label vector* is a ``bool`` / ``0-1`` tensor of length :data:`N_CONCEPTS` in the order of
-:data:`CONCEPTS`; a batch is ``[B, N_CONCEPTS]``.
+:data:`CONCEPTS`; a batch is ``[B, N_CONCEPTS]``.  A *strength vector* is a float label vector
+whose non-zero entries are the conditioning strengths of the present concepts
+(:func:`sample_strengths`); wherever a label vector is expected, non-zero means present.
 """
 
 from __future__ import annotations
@@ -251,6 +253,36 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> Tensor:
     return lab
 
 
+#: range of the conditioning strength of a present concept (see :func:`sample_strengths`).
+STRENGTH_RANGE = (0.6, 1.0)
+#: strength used for present concepts given as names or booleans.
+DEFAULT_STRENGTH = 0.8
+
+
+def sample_strengths(
+    label: LabelLike, generator: torch.Generator | None = None,
+    low: float = STRENGTH_RANGE[0], high: float = STRENGTH_RANGE[1],
+) -> Tensor:
+    """Float strength vectors: every present concept gets its own strength ~ U[low, high].
+
+    The denoiser is trained and probed with these, so each concept's direction in activation
+    space varies on its own, image by image, instead of the scenes collapsing onto 12 points.
+    """
+    lab = labels(label)
+    u = torch.rand(lab.shape, generator=generator)
+    return torch.where(lab, low + (high - low) * u, torch.zeros(()))
+
+
+def as_strengths(label: LabelLike, default: float = DEFAULT_STRENGTH) -> Tensor:
+    """Float strengths: float tensors as given, names / booleans / 0-1 ints at ``default``."""
+    if isinstance(label, Tensor) and label.is_floating_point():
+        lab = labels(label)  # shape check
+        if bool((label.detach().cpu() < 0).any()):
+            raise ValueError("concept strengths must be >= 0")
+        return label.detach().to("cpu", torch.float32)
+    return labels(label).float() * default
+
+
 def class_index(label: LabelLike) -> Tensor:
     """Index into :func:`all_classes` of each (valid) label vector."""
     lab = check_labels(label)
@@ -272,8 +304,11 @@ __all__ = [
     "N_CLASSES",
     "N_CONCEPTS",
     "N_LEVELS",
+    "DEFAULT_STRENGTH",
     "PARENT",
+    "STRENGTH_RANGE",
     "all_classes",
+    "as_strengths",
     "ancestors",
     "check_concept",
     "check_labels",
@@ -286,6 +321,7 @@ __all__ = [
     "level",
     "names",
     "sample_labels",
+    "sample_strengths",
     "true_edges",
     "true_graph",
 ]

@@ -1,11 +1,11 @@
 """The diffusion world's denoiser: a tiny concept-conditioned ``UNet2DConditionModel`` and its pipeline.
 
-* :class:`ConceptEmbedding`: label vector ``[B, 8]`` -> ``encoder_hidden_states`` ``[B, 8, 32]``;
-  token ``j`` is a learned vector for "concept ``j`` present" or "concept ``j`` absent".
+* :class:`ConceptEmbedding`: strength vector ``[B, 8]`` -> ``encoder_hidden_states`` ``[B, 1, 32]``,
+  one token: a learned bias plus the strength-weighted sum of one learned vector per concept.
 * :func:`build_denoiser`: the UNet, built from :data:`UNET_CONFIG`.  Its down and up blocks are
   plain ``DownBlock2D`` / ``UpBlock2D``; the **only** cross-attention is in the mid block, so the
-  concepts enter the network at ``mid_block`` (8x8 tokens, 64 channels), the block the benchmark's
-  SAEs read and steer.
+  concepts enter the network at ``mid_block.attentions.0`` (8x8 tokens, 32 channels), whose
+  residual update (:data:`HOOK`) the benchmark's SAEs read and steer.
 * :class:`DiffusionWorldPipeline`: DDIM sampling (20 steps by default) of ``[B, 3, 16, 16]``
   images in ``[0, 1]`` for given label vectors.  Its ``unet`` / ``scheduler`` attributes make it a
   pipeline that :class:`~sae_causal_plugin.diffusion.HookedDiffusionPipeline` and
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
     N_CONCEPTS,
     LabelLike,
+    as_strengths,
     check_labels,
 )
 from sae_causal_plugin.worlds.diffusion_world.scenes import CHANNELS, SIZE, from_model
@@ -40,9 +41,9 @@ UNET_CONFIG: dict[str, Any] = dict(
     in_channels=CHANNELS,
     out_channels=CHANNELS,
     layers_per_block=1,
-    block_out_channels=(16, 32, 64, 64, 64),
-    down_block_types=("DownBlock2D",) * 5,
-    up_block_types=("UpBlock2D",) * 5,
+    block_out_channels=(16, 32),
+    down_block_types=("DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D"),
     mid_block_type="UNetMidBlock2DCrossAttn",
     cross_attention_dim=EMBED_DIM,
     attention_head_dim=8,
@@ -62,8 +63,9 @@ SCHEDULER_CONFIG: dict[str, Any] = dict(
 )
 
 DEFAULT_STEPS = 20
-#: the hook the benchmark trains SAEs on and steers.
-HOOK = "mid_block.hook_out"
+#: the hook the benchmark trains SAEs on and steers: the residual update of the mid block's
+#: transformer, where the concept token is injected (8x8 tokens, 32 channels).
+HOOK = "mid_block.attentions.0.hook_delta"
 
 ASSET_PREFIX = "diffusion_world"
 WEIGHTS_FILE = f"{ASSET_PREFIX}_denoiser.safetensors"
@@ -71,11 +73,11 @@ CONFIG_FILE = f"{ASSET_PREFIX}_config.json"
 
 
 class ConceptEmbedding(nn.Module):
-    """Label vectors -> one conditioning token, the sum of the present concepts' vectors.
+    """Strength vectors -> one conditioning token, the strength-weighted sum of concept vectors.
 
-    ``[B, 8]`` -> ``[B, 1, dim]``: ``bias + sum_j labels[:, j] * vectors[j]``.  With a single key,
-    the mid block's cross-attention output is a linear map of this token, so concepts enter the
-    UNet additively and only present concepts inject anything.
+    ``[B, 8]`` -> ``[B, 1, dim]``: ``bias + sum_j strengths[:, j] * vectors[j]``.  With a single
+    key, the mid block's cross-attention output is a linear map of this token, so concepts enter
+    the UNet additively and only present concepts inject anything.
     """
 
     def __init__(self, dim: int = EMBED_DIM, seed: int | None = None):
@@ -89,7 +91,7 @@ class ConceptEmbedding(nn.Module):
         lab = labels.to(self.vectors.device)
         if lab.ndim != 2 or lab.shape[1] != N_CONCEPTS:
             raise ValueError(f"labels must be [B, {N_CONCEPTS}], got shape {tuple(labels.shape)}")
-        return (self.bias + (lab != 0).to(self.vectors.dtype) @ self.vectors)[:, None, :]
+        return (self.bias + lab.to(self.vectors.dtype) @ self.vectors)[:, None, :]
 
 
 def build_denoiser(seed: int = 0) -> nn.Module:
@@ -133,12 +135,17 @@ class DiffusionWorldPipeline:
         return next(self.unet.parameters()).device
 
     def encode_labels(self, labels: LabelLike) -> Tensor:
-        """``encoder_hidden_states`` for valid label vectors (``ValueError`` otherwise)."""
-        lab = check_labels(labels)
-        if lab.ndim == 1:
-            lab = lab[None]
+        """``encoder_hidden_states`` for valid labels (``ValueError`` otherwise).
+
+        Float tensors are strength vectors (:func:`.concepts.sample_strengths`); names, booleans
+        and integer flags put present concepts at :data:`.concepts.DEFAULT_STRENGTH`.
+        """
+        check_labels(labels)
+        strengths = as_strengths(labels)
+        if strengths.ndim == 1:
+            strengths = strengths[None]
         with torch.no_grad():
-            return self.embedding(lab.to(self.device))
+            return self.embedding(strengths.to(self.device))
 
     @torch.no_grad()
     def __call__(

@@ -1,9 +1,10 @@
 """Training of the diffusion world's denoiser (used by ``benchmarks/train_diffusion_world.py``).
 
-Standard DDPM epsilon-prediction training: a class (one of the 12 valid label vectors, uniform)
-and a horizontal offset are drawn per sample, the scene is rendered, noised to a uniform random
-timestep with the :data:`~.model.SCHEDULER_CONFIG` schedule, and the UNet + concept embedding
-learn to predict the noise (MSE).  AdamW with linear warm-up and cosine decay; an exponential
+DDPM training with x0-prediction: a class (one of the 12 valid label vectors, uniform), a
+horizontal offset and a conditioning strength per present concept (``U[0.6, 1]``) are drawn per
+sample, the scene is rendered, noised to a uniform random timestep with the
+:data:`~.model.SCHEDULER_CONFIG` schedule, and the UNet + concept embedding learn to predict the
+clean scene (MSE).  AdamW with linear warm-up and cosine decay; an exponential
 moving average (EMA) of the weights is what gets saved.  Everything is seeded, and with one torch
 thread a run is bit-for-bit reproducible on the same machine and library versions.
 """
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from sae_causal_plugin.worlds.diffusion_world.concepts import CONCEPTS, all_classes
+from sae_causal_plugin.worlds.diffusion_world.concepts import CONCEPTS, all_classes, sample_strengths
 from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
 from sae_causal_plugin.worlds.diffusion_world.model import (
     DEFAULT_STEPS,
@@ -35,7 +36,7 @@ from sae_causal_plugin.worlds.diffusion_world.scenes import SHIFTS, render, to_m
 class TrainConfig:
     """Hyper-parameters of :func:`train_denoiser`."""
 
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
@@ -102,7 +103,8 @@ def train_denoiser(
         t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = unet(xt, timestep=t, encoder_hidden_states=embedding(lab)).sample
+        cond = embedding(sample_strengths(lab, gen))
+        pred = unet(xt, timestep=t, encoder_hidden_states=cond).sample
         loss = torch.nn.functional.mse_loss(pred, _target(kind, x0, noise, a))
         opt.zero_grad(set_to_none=True)
         loss.backward()
