@@ -1,0 +1,49 @@
+"""What one end-to-end run on a toy world produces: the contract between worlds and the report.
+
+A world's ``run_*`` function (train SAEs, recover the concept graph, steer) returns a
+:class:`WorldRun`; :mod:`sae_causal_plugin.report` turns it into ``report/`` (``index.html``,
+``concept_graph.png``, ``concept_graph.json``, ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae_causal_plugin.graph import ConceptGraph
+
+
+@dataclass
+class SteeringExample:
+    """One steering demonstration, shown before / after in the report.
+
+    ``before`` and ``after`` are texts for a language model, or paths to PNG files (relative to
+    the report folder, or absolute) for a diffusion model. ``table`` optionally holds rows of
+    numbers to show beside it (e.g. probability mass per category before and after).
+    """
+
+    title: str
+    before: str | Path
+    after: str | Path
+    note: str = ""
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class WorldRun:
+    """Everything a demo run produced.
+
+    ``metrics`` holds the headline figures (for the language world at least ``edge_f1``,
+    ``steer_mass_ratio``, ``ppl_increase``, ``ablation_mass_fraction``, ``seconds``), all plain
+    floats / ints / strings so they serialise to JSON.  ``learned_graph`` names each node by the
+    true concept it was matched to where there is one.
+    """
+
+    world: str
+    learned_graph: ConceptGraph
+    true_graph: ConceptGraph
+    metrics: dict[str, Any]
+    steering_examples: list[SteeringExample] = field(default_factory=list)
+    sae_dirs: dict[str, Path] = field(default_factory=dict)
+    description: str = ""
