@@ -1,0 +1,10 @@
+"""The demo report: a :class:`~sae_causal_plugin.worlds.run.WorldRun` as a folder with
+``index.html`` (graph pictures, metrics table against the targets, steering before / after),
+``concept_graph.png``, ``concept_graph.json``, ``metrics.json`` and the true graph beside them.
+"""
+
+from sae_causal_plugin.report.files import staged_dir
+from sae_causal_plugin.report.targets import Target, targets_for
+from sae_causal_plugin.report.writer import REPORT_FILES, write_report
+
+__all__ = ["REPORT_FILES", "Target", "staged_dir", "targets_for", "write_report"]

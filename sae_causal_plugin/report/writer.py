@@ -1,0 +1,121 @@
+"""``write_report``: a :class:`~sae_causal_plugin.worlds.run.WorldRun` -> a report folder."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.report.files import check_target_dir, staged_dir
+from sae_causal_plugin.report.html import render_index
+from sae_causal_plugin.report.targets import targets_for
+from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+
+#: files every report holds (``index.html`` links them all).
+REPORT_FILES = (
+    "index.html",
+    "concept_graph.png",
+    "concept_graph.json",
+    "metrics.json",
+    "true_graph.png",
+    "true_graph.json",
+)
+
+
+def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int = 120) -> Path:
+    """Write ``index.html`` and its files for ``run`` into ``out_dir``; return the index path.
+
+    Everything is built in a staging folder beside ``out_dir`` and moved into place at the
+    end, so an error leaves ``out_dir`` as it was.  Steering images (``Path`` values of
+    :class:`SteeringExample`) are copied into ``out_dir/steering/``; a relative image path is
+    read relative to ``out_dir``.  Other files already in ``out_dir`` are kept.
+
+    Raises:
+        ValueError: ``run`` is malformed (wrong types, non-JSON metrics, missing image) or
+            ``out_dir`` is an existing file.
+    """
+    _check_run(run)
+    out_dir = check_target_dir(out_dir, what="report folder")
+    metrics = {str(k): _plain(v, f"metrics[{k!r}]") for k, v in run.metrics.items()}
+    with staged_dir(out_dir, what="report folder") as stage:
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True) + "\n")
+        run.learned_graph.save_json(stage / "concept_graph.json")
+        run.true_graph.save_json(stage / "true_graph.json")
+        run.learned_graph.draw(stage / "concept_graph.png", max_nodes=max_drawn_concepts,
+                               title=f"Recovered concept graph ({run.world} world; coarse at top)")
+        run.true_graph.draw(stage / "true_graph.png", max_nodes=max_drawn_concepts,
+                            title=f"True concept graph ({run.world} world; coarse at top)")
+        examples = [_stage_example(i, ex, stage, out_dir) for i, ex in enumerate(run.steering_examples)]
+        page = render_index(
+            world=run.world,
+            description=run.description,
+            metrics=metrics,
+            targets=targets_for(run.world),
+            learned=run.learned_graph,
+            true=run.true_graph,
+            examples=examples,
+            sae_dirs={str(k): str(v) for k, v in run.sae_dirs.items()},
+        )
+        (stage / "index.html").write_text(page, encoding="utf-8")
+    return out_dir / "index.html"
+
+
+def _check_run(run: Any) -> None:
+    if not isinstance(run, WorldRun):
+        raise ValueError(f"write_report needs a WorldRun, got {type(run).__name__}")
+    for name in ("learned_graph", "true_graph"):
+        if not isinstance(getattr(run, name), ConceptGraph):
+            raise ValueError(f"WorldRun.{name} must be a ConceptGraph, got {type(getattr(run, name)).__name__}")
+    if not isinstance(run.metrics, Mapping):
+        raise ValueError(f"WorldRun.metrics must be a dict, got {type(run.metrics).__name__}")
+    for i, ex in enumerate(run.steering_examples):
+        if not isinstance(ex, SteeringExample):
+            raise ValueError(f"WorldRun.steering_examples[{i}] must be a SteeringExample, got {type(ex).__name__}")
+        if isinstance(ex.before, Path) != isinstance(ex.after, Path):
+            raise ValueError(
+                f"steering example {ex.title!r}: before and after must both be texts (str) or both "
+                "image paths (Path)"
+            )
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as plain JSON (numpy / torch scalars converted); ``ValueError`` otherwise."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist(), where)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"{where} = {value!r} ({type(value).__name__}) cannot be written to metrics.json")
+
+
+def _stage_example(i: int, ex: SteeringExample, stage: Path, out_dir: Path) -> dict[str, Any]:
+    is_image = isinstance(ex.before, Path)
+    before, after = str(ex.before), str(ex.after)
+    if is_image:
+        before = _copy_image(Path(ex.before), stage, out_dir, f"{i}_before", ex.title)
+        after = _copy_image(Path(ex.after), stage, out_dir, f"{i}_after", ex.title)
+    table = [{str(k): _plain(v, f"steering example {ex.title!r} table") for k, v in row.items()}
+             for row in ex.table]
+    return {"title": ex.title, "note": ex.note, "before": before, "after": after,
+            "is_image": is_image, "table": table}
+
+
+def _copy_image(path: Path, stage: Path, out_dir: Path, stem: str, title: str) -> str:
+    source = path if path.is_absolute() else out_dir / path
+    if not source.is_file():
+        raise ValueError(f"steering example {title!r}: image {source} does not exist")
+    rel = Path("steering") / f"{stem}{source.suffix or '.png'}"
+    (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, stage / rel)
+    return rel.as_posix()

@@ -1,0 +1,115 @@
+"""write_report: files produced, well formed, honest verdicts, nothing half-written."""
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.report import REPORT_FILES, write_report
+from sae_causal_plugin.worlds.run import SteeringExample
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs, self.cells, self.open = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+        if tag not in ("img", "meta", "br"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
+
+    def handle_data(self, data):
+        if data.strip():
+            self.cells.append(data.strip())
+
+
+def parse(path):
+    parser = _Collect()
+    parser.feed(path.read_text())
+    assert parser.open == [], f"unclosed tags {parser.open}"
+    return parser
+
+
+def test_report_files_are_complete_and_well_formed(tiny_run, tmp_path):
+    index = write_report(tiny_run, tmp_path / "report")
+    assert index == tmp_path / "report" / "index.html"
+    for name in REPORT_FILES:
+        assert (tmp_path / "report" / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["edge_f1"] == 0.75 and metrics["n_tokens"] == 4096
+    assert ConceptGraph.load_json(tmp_path / "report" / "concept_graph.json") == tiny_run.learned_graph
+    assert (tmp_path / "report" / "concept_graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = parse(index)
+    assert "table" in page.tags and "concept_graph.png" in page.imgs and "true_graph.png" in page.imgs
+    for src in page.imgs:
+        assert (tmp_path / "report" / src).is_file()
+    text = " ".join(page.cells)
+    assert "I saw a <dog>" in text and "I saw a <rose>" in text  # escaped, shown as text
+    assert "<dog>" not in index.read_text()
+
+
+def test_metrics_table_says_which_targets_are_met(tiny_run, tmp_path):
+    page = (write_report(tiny_run, tmp_path / "r")).read_text()
+    rows = {line.split("</code>")[0].split("<code>")[-1]: line
+            for line in page.splitlines() if line.startswith("<tr><td><code>")}
+    assert "class='met'>yes" in rows["steer_mass_ratio"]  # 6.5 >= 5
+    assert "class='missed'>no" in rows["edge_f1"]  # 0.75 < 0.85
+    assert "class='missed'>no" in rows["ablation_mass_fraction"]  # 20% is not < 10%
+    assert "4.0%" in rows["ppl_increase"]
+
+
+def test_edge_comparison_by_label(tiny_run, tmp_path):
+    page = write_report(tiny_run, tmp_path / "r").read_text()
+    assert "recovered and true (3)" in page
+    assert "recovered, not in the true graph (1)" in page and "puppy &rarr; dog" in page
+    assert "true, not recovered (1)" in page and "rose &rarr; plant" in page
+
+
+def test_image_examples_are_copied_and_existing_files_kept(tiny_run, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), "red").save(out / "b.png")
+    Image.new("RGB", (4, 4), "blue").save(tmp_path / "a.png")
+    tiny_run.steering_examples = [SteeringExample("img", Path("b.png"), tmp_path / "a.png")]
+    index = write_report(tiny_run, out)
+    page = parse(index)
+    assert {"steering/0_before.png", "steering/0_after.png"} <= set(page.imgs)
+    assert (out / "steering/0_after.png").read_bytes() == (tmp_path / "a.png").read_bytes()
+    assert (out / "keep.txt").read_text() == "user file"
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+@pytest.mark.parametrize("break_run, message", [
+    (lambda run: run.metrics.update(bad=object()), "metrics\\['bad'\\]"),
+    (lambda run: setattr(run, "true_graph", {}), "true_graph must be a ConceptGraph"),
+    (lambda run: run.steering_examples.append(SteeringExample("x", Path("missing.png"), Path("m.png"))),
+     "does not exist"),
+    (lambda run: run.steering_examples.append(SteeringExample("x", "text", Path("m.png"))), "both"),
+])
+def test_bad_run_leaves_previous_report_untouched(tiny_run, tmp_path, break_run, message):
+    out = tmp_path / "r"
+    write_report(tiny_run, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    break_run(tiny_run)
+    with pytest.raises(ValueError, match=message):
+        write_report(tiny_run, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+def test_out_dir_that_is_a_file_is_refused(tiny_run, tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        write_report(tiny_run, tmp_path / "f")
