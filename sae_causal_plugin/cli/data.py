@@ -1,0 +1,182 @@
+"""Token and activation sources for the command line (``dataset_path``, ``--dataset``, ``--activations``).
+
+A dataset is one of:
+
+* ``language-world``: documents drawn from the language toy world's generator (needs that model);
+* ``FILE.txt``: one document per line;
+* ``FILE.jsonl`` / ``FILE.json``: records with a ``text`` (a document) or ``input_ids`` / ``tokens``
+  (token ids) field, or a JSON list of strings;
+* ``FILE.pt`` / ``FILE.safetensors``: an integer tensor ``[n, context]`` of token ids.
+
+Texts are tokenized with the model (``<bos>`` first), concatenated and cut into rows of
+``context_size`` tokens.  Activations (``--activations``) are a float tensor ``[n, d_in]`` in a
+``.pt``, ``.npy`` or ``.safetensors`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from sae_causal_plugin.cli.errors import UserError
+from sae_causal_plugin.cli.models import LANGUAGE_WORLD, ModelHandle
+
+TEXT_SUFFIXES = (".txt", ".json", ".jsonl")
+TENSOR_SUFFIXES = (".pt", ".safetensors", ".npy")
+
+
+def load_tokens(
+    spec: str, handle: ModelHandle, *, context_size: int, n_tokens: int, seed: int = 0
+) -> Int[Tensor, "n context"]:
+    """Token rows ``[n, context_size]`` from dataset ``spec`` (see the module docstring).
+
+    ``n_tokens`` sizes the toy-world draw (at least that many tokens); files are read whole.
+    """
+    if context_size < 2:
+        raise UserError(f"context_size must be at least 2, got {context_size}")
+    if spec == LANGUAGE_WORLD:
+        if handle.world_tokens is None:
+            raise UserError(
+                f"dataset {LANGUAGE_WORLD!r} needs model {LANGUAGE_WORLD!r}; give a dataset file instead"
+            )
+        n_docs = max(16, -(-n_tokens // context_size))
+        tokens = handle.world_tokens(n_docs, seed)
+        return _rows(tokens.flatten(), context_size) if tokens.shape[1] != context_size else tokens
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"dataset file {spec} does not exist (or give {LANGUAGE_WORLD!r})")
+    if path.suffix in (".pt", ".safetensors"):
+        tokens = _read_tensor(path)
+        if tokens.is_floating_point() or tokens.ndim != 2:
+            raise UserError(
+                f"dataset {path} must hold an integer tensor [n, context] of token ids, got "
+                f"{tokens.dtype} {tuple(tokens.shape)} (activations go to --activations)"
+            )
+        return _rows(tokens.flatten(), context_size) if tokens.shape[1] != context_size else tokens.long()
+    if path.suffix not in TEXT_SUFFIXES:
+        raise UserError(f"dataset {path}: unknown file type {path.suffix!r}; use one of "
+                        f"{TEXT_SUFFIXES + ('.pt', '.safetensors')}")
+    docs = _read_documents(path)
+    pieces = [d if isinstance(d, Tensor) else handle.encode(d).flatten() for d in docs]
+    stream = torch.cat([p.long().flatten() for p in pieces])
+    d_vocab = int(handle.model.cfg.d_vocab)
+    if stream.numel() and (stream.min() < 0 or stream.max() >= d_vocab):
+        raise UserError(f"dataset {path} has token ids outside the model's vocabulary [0, {d_vocab})")
+    return _rows(stream, context_size)
+
+
+def _rows(stream: Tensor, context_size: int) -> Tensor:
+    n = stream.numel() // context_size
+    if n == 0:
+        raise UserError(f"the dataset holds {stream.numel()} tokens, fewer than one row of "
+                        f"context_size={context_size}")
+    return stream[: n * context_size].reshape(n, context_size).long()
+
+
+def _read_documents(path: Path) -> list[str | Tensor]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt":
+        docs: list[Any] = [line for line in text.splitlines() if line.strip()]
+    elif path.suffix == ".jsonl":
+        try:
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise UserError(f"dataset {path} is not valid JSON lines: {err}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"dataset {path} is not valid JSON: {err}") from None
+        docs = data if isinstance(data, list) else _columns_to_records(data, path)
+    out = [_document(d, path, i) for i, d in enumerate(docs)]
+    if not out:
+        raise UserError(f"dataset {path} holds no documents")
+    return out
+
+
+def _columns_to_records(data: Any, path: Path) -> list[Any]:
+    for key in ("text", "input_ids", "tokens"):
+        if isinstance(data, dict) and isinstance(data.get(key), list):
+            return [{key: v} for v in data[key]]
+    raise UserError(f"dataset {path}: expected a list of documents or a 'text' / 'input_ids' column")
+
+
+def _document(record: Any, path: Path, i: int) -> str | Tensor:
+    if isinstance(record, str):
+        return record
+    if isinstance(record, dict):
+        if isinstance(record.get("text"), str):
+            return record["text"]
+        for key in ("input_ids", "tokens"):
+            ids = record.get(key)
+            if isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+                return torch.tensor(ids, dtype=torch.long)
+    raise UserError(f"dataset {path}: record {i} has no 'text' string nor 'input_ids' list of ints")
+
+
+def _read_tensor(path: Path) -> Tensor:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+            if len(tensors) != 1:
+                raise UserError(f"{path} holds {len(tensors)} tensors {sorted(tensors)}; expected one")
+            return next(iter(tensors.values()))
+        if path.suffix == ".npy":
+            import numpy as np
+
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
+        raise UserError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(data, Tensor):
+        raise UserError(f"{path} holds a {type(data).__name__}, expected one tensor")
+    return data
+
+
+def load_activations(path_str: str, d_in: int) -> Float[Tensor, "n d_in"]:
+    """A float tensor ``[n, d_in]`` from ``--activations`` (leading dims are flattened)."""
+    path = Path(path_str)
+    if not path.is_file():
+        raise UserError(f"activations file {path} does not exist")
+    if path.suffix not in TENSOR_SUFFIXES:
+        raise UserError(f"activations file {path}: use one of {TENSOR_SUFFIXES}")
+    acts = _read_tensor(path)
+    if not acts.is_floating_point() or acts.ndim < 2:
+        raise UserError(f"activations in {path} must be a float tensor [n, d_in], got "
+                        f"{acts.dtype} {tuple(acts.shape)}")
+    if acts.shape[-1] != d_in:
+        raise UserError(f"activations in {path} have width {acts.shape[-1]} but the SAE has "
+                        f"d_in={d_in}; save activations of the hook the SAE was trained on")
+    return acts.reshape(-1, d_in).float()
+
+
+def hook_activations(
+    handle: ModelHandle,
+    hook_name: str,
+    tokens: Int[Tensor, "n context"],
+    *,
+    batch_size: int = 32,
+    drop_bos: bool = True,
+) -> Iterator[Float[Tensor, "rows d"]]:
+    """Stream ``[rows, d]`` activations of ``hook_name`` over ``tokens`` (``<bos>`` rows dropped)."""
+    model = handle.model
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(batch, names_filter=[hook_name])
+        acts = cache[hook_name]
+        acts = acts.reshape(*batch.shape, -1)
+        keep = torch.ones_like(batch, dtype=torch.bool)
+        if drop_bos and handle.bos_id is not None:
+            keep = batch != handle.bos_id
+        yield acts[keep].float()

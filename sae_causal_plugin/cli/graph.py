@@ -1,0 +1,109 @@
+"""``sae-causal graph``: an SAE folder + an activation source -> concept_graph.json / .graphml / .png."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sae_causal_plugin.graph.recovery import (
+    DEFAULT_EXPLAIN_MARGIN,
+    DEFAULT_MIN_CONDITIONAL,
+    DEFAULT_MIN_LIFT,
+    DEFAULT_MIN_SUPPORT,
+)
+
+OUTPUT_FILES = ("concept_graph.json", "concept_graph.graphml", "concept_graph.png")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "graph",
+        help="recover the concept graph of a trained SAE from activations",
+        description=(
+            "Encode activations with a saved SAE, count how its latents fire and co-fire (one "
+            "streaming pass) and keep minimal parent sets: a latent c gets parent p when "
+            "P(p | c) >= --min-conditional. Writes concept_graph.json, concept_graph.graphml and "
+            "concept_graph.png into --out (all or nothing). Edges point child -> parent."
+        ),
+    )
+    p.add_argument("--sae", required=True, metavar="DIR", help="SAELens SAE folder (cfg.json + weights)")
+    p.add_argument("--model", default=None,
+                   help="'language-world', a local model folder or a TransformerLens name; default: the "
+                        "model recorded in the SAE's cfg.json. Needed with --dataset")
+    p.add_argument("--hook", default=None,
+                   help="hook point whose activations the SAE reads; default: the SAE's recorded hook_name")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", metavar="SRC",
+                        help="text / tokens to run the model on: 'language-world', or a .txt (one document "
+                             "per line), .jsonl / .json ('text' or 'input_ids'), .pt token file")
+    source.add_argument("--activations", metavar="FILE",
+                        help="precomputed activations [n, d_in] in a .pt, .npy or .safetensors file")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the graph files")
+    p.add_argument("--tokens", type=int, default=100_000,
+                   help="tokens to draw from 'language-world' (default 100000); files are read whole")
+    p.add_argument("--context-size", type=int, default=None,
+                   help="tokens per row fed to the model (default: the SAE's recorded context_size, "
+                        "else the model's n_ctx, at most 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 'language-world' draw (default 0)")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per model forward pass (default 32)")
+    p.add_argument("--min-conditional", type=float, default=DEFAULT_MIN_CONDITIONAL,
+                   help=f"minimum P(parent | child) for an edge (default {DEFAULT_MIN_CONDITIONAL})")
+    p.add_argument("--min-support", type=int, default=DEFAULT_MIN_SUPPORT,
+                   help=f"minimum firings of a latent to become a node (default {DEFAULT_MIN_SUPPORT})")
+    p.add_argument("--min-lift", type=float, default=DEFAULT_MIN_LIFT,
+                   help=f"minimum P(c, p) / (P(c) P(p)) of an edge (default {DEFAULT_MIN_LIFT})")
+    p.add_argument("--explain-margin", type=float, default=DEFAULT_EXPLAIN_MARGIN,
+                   help="drop a parent that another, finer parent nearly implies, within this margin "
+                        f"of --min-conditional (default {DEFAULT_EXPLAIN_MARGIN}; 0 = off)")
+    p.add_argument("--min-activation", type=float, default=0.0,
+                   help="a latent fires when its code exceeds this (default 0: any non-zero code)")
+    p.add_argument("--max-drawn", type=int, default=200,
+                   help="concepts drawn in the PNG, those with most edges first (default 200)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sae_causal_plugin.cli.data import hook_activations, load_activations, load_tokens
+    from sae_causal_plugin.cli.errors import UserError
+    from sae_causal_plugin.cli.models import load_model
+    from sae_causal_plugin.cli.sae_dirs import (
+        check_sae_fits_hook,
+        load_sae_dir,
+        model_and_hook,
+        saved_field,
+    )
+    from sae_causal_plugin.graph import recover_concept_graph
+    from sae_causal_plugin.report.files import check_target_dir, staged_dir
+
+    if args.max_drawn < 1 or args.batch_size < 1 or args.tokens < 1:
+        raise UserError("--max-drawn, --batch-size and --tokens must be at least 1")
+    check_target_dir(args.out, what="--out folder")
+    sae = load_sae_dir(args.sae)
+    if args.activations:
+        if args.model or args.hook:
+            model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+            check_sae_fits_hook(sae, load_model(model), hook, args.sae)
+        activations: Any = load_activations(args.activations, int(sae.cfg.d_in))
+    else:
+        model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+        handle = load_model(model)
+        check_sae_fits_hook(sae, handle, hook, args.sae)
+        context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)
+        tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens,
+                             seed=args.seed)
+        activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size)
+    graph = recover_concept_graph(
+        sae, activations,
+        min_conditional=args.min_conditional, min_support=args.min_support, min_lift=args.min_lift,
+        explain_margin=args.explain_margin, min_activation=args.min_activation,
+        show_progress=not args.no_progress,
+    )
+    graph.meta["sae"] = str(args.sae)
+    with staged_dir(args.out, what="--out folder") as stage:
+        graph.save_json(stage / "concept_graph.json")
+        graph.to_graphml(stage / "concept_graph.graphml")
+        graph.draw(stage / "concept_graph.png", max_nodes=args.max_drawn)
+    print(f"concept graph: {len(graph)} concepts, {len(graph.edges)} edges -> {args.out}/"
+          f"{{{','.join(OUTPUT_FILES)}}}")
+    return 0

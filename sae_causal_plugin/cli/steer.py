@@ -1,0 +1,136 @@
+"""``sae-causal steer``: generate text before and after steering one concept of an SAE."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sae_causal_plugin.cli.errors import UserError, closest
+
+MODES = ("add", "clamp", "ablate", "scale")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "steer",
+        help="generate text before / after steering a concept of an SAE",
+        description=(
+            "Load a model, a saved SAE and a concept graph (concept_graph.json from 'sae-causal graph' "
+            "or a demo report), then generate a continuation of --prompt twice: as is, and with the "
+            "concept edited at the SAE's hook. The edit keeps the SAE's reconstruction error: "
+            "x' = x + W_dec[S] (z'_S - z_S). Prints both generations."
+        ),
+    )
+    p.add_argument("--sae", required=True, metavar="DIR", help="SAELens SAE folder (cfg.json + weights)")
+    p.add_argument("--graph", required=True, metavar="FILE", help="concept_graph.json whose nodes are the SAE's latents")
+    p.add_argument("--concept", required=True, metavar="ID",
+                   help="the concept to steer: a node id of the graph (a latent index) or its label")
+    p.add_argument("--mode", required=True, choices=MODES,
+                   help="add: z + V; clamp: set z to V; ablate: set z to 0; scale: z * V")
+    p.add_argument("--value", type=float, default=None,
+                   help="amount (add), target (clamp) or factor (scale); not used by ablate")
+    p.add_argument("--include-descendants", action="store_true",
+                   help="also edit every finer concept below this one in the graph")
+    p.add_argument("--prompt", required=True,
+                   help="text to continue (for a model without tokenizer: space-separated token ids)")
+    p.add_argument("--model", default=None,
+                   help="'language-world', a local model folder or a TransformerLens name; default: the "
+                        "model recorded in the SAE's cfg.json")
+    p.add_argument("--hook", default=None, help="hook point to edit; default: the SAE's recorded hook_name")
+    p.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (default 8)")
+    p.add_argument("--positions", default=None, metavar="P,P,...",
+                   help="comma-separated token positions to edit (negative count from the end; "
+                        "default: every position)")
+    p.add_argument("--strength", type=float, default=1.0, help="multiplies the edit (default 1; 0 = no edit)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="0 = greedy (default); above 0 samples, with --seed")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both generations")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sae_causal_plugin.cli.models import load_model
+    from sae_causal_plugin.cli.sae_dirs import check_sae_fits_hook, load_sae_dir, model_and_hook
+
+    if args.mode != "ablate" and args.value is None:
+        raise UserError(f"--mode {args.mode} needs --value")
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
+    positions = _positions(args.positions)
+    graph = _load_graph(args.graph)
+    node = resolve_concept(graph, args.concept)
+    sae = load_sae_dir(args.sae)
+    model_name, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+    handle = load_model(model_name)
+    check_sae_fits_hook(sae, handle, hook, args.sae)
+    latents = concept_latents(graph, node, args.include_descendants)
+    tokens = handle.encode(args.prompt)
+
+    from sae_causal_plugin.steering.language import LanguageSteering, generate
+
+    steering = LanguageSteering(handle.model, sae, latents, args.mode, args.value, hook_name=hook,
+                                strength=args.strength, positions=positions)
+    common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    before = generate(handle.model, tokens, **common)
+    after = generate(handle.model, tokens, steering=steering, **common)
+    label = graph.node_label(node)
+    value = "" if args.mode == "ablate" else f" {args.value:g}"
+    print(f"concept {node!r} ({label}): latents {latents}, {args.mode}{value} at {hook}")
+    print(f"before: {handle.decode(before[0])}")
+    print(f"after:  {handle.decode(after[0])}")
+    return 0
+
+
+def _load_graph(path: str) -> Any:
+    from pathlib import Path
+
+    from sae_causal_plugin.graph import ConceptGraph
+
+    if not Path(path).is_file():
+        raise UserError(f"graph file {path} does not exist")
+    try:
+        return ConceptGraph.load_json(path)
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} is not a concept_graph.json file: {err}") from None
+
+
+def resolve_concept(graph: Any, concept: str) -> Any:
+    """The graph node named by ``concept``: an id (``"12"`` finds latent 12) or a label."""
+    candidates: list[Any] = [concept]
+    if concept.lstrip("-").isdigit():
+        candidates.insert(0, int(concept))
+    for cand in candidates:
+        if cand in graph:
+            return cand
+    by_label = [n for n in graph.concepts if graph.node_label(n) == concept]
+    if len(by_label) == 1:
+        return by_label[0]
+    if len(by_label) > 1:
+        raise UserError(f"label {concept!r} names {len(by_label)} concepts {by_label}; give a node id")
+    names = [str(n) for n in graph.concepts] + [graph.node_label(n) for n in graph.concepts]
+    shown = ", ".join(str(n) for n in graph.concepts[:20]) + (" ..." if len(graph) > 20 else "")
+    raise UserError(f"concept {concept!r} is not in the graph{closest(concept, names)}; its concepts: {shown}")
+
+
+def concept_latents(graph: Any, node: Any, include_descendants: bool) -> list[int]:
+    """Latent indices of ``node`` (and its descendants): int ids, or a node's ``latent`` attribute."""
+    nodes = [node] + (sorted(graph.descendants(node), key=str) if include_descendants else [])
+    out = []
+    for n in nodes:
+        latent = n if isinstance(n, int) else graph.concept_attrs(n).get("latent")
+        if latent is None:
+            if n == node:
+                raise UserError(f"concept {n!r} is not an SAE latent (its id is not an int and it has "
+                                "no 'latent' attribute)")
+            continue
+        out.append(int(latent))
+    return sorted(set(out))
+
+
+def _positions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UserError(f"--positions must be comma-separated integers, got {text!r}") from None

@@ -1,0 +1,111 @@
+"""``sae-causal train CONFIG``: train an SAE with SAELens's runner from a YAML / JSON config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from sae_causal_plugin.cli.errors import UserError
+
+EXAMPLE = """\
+example config (YAML; keys are SAELens LanguageModelSAERunnerConfig fields):
+
+  architecture: hierarchical_batchtopk   # any SAELens-registered architecture
+  model_name: language-world             # shipped toy model, a local model folder, or e.g. gpt2
+  hook_name: blocks.1.hook_resid_post
+  dataset_path: language-world           # toy-world text, or a .txt/.jsonl/.json/.pt file
+  context_size: 32
+  training_tokens: 200000
+  train_batch_size_tokens: 1024
+  lr: 0.003
+  output_path: saes/language_world       # the SAE folder (save_inference_model)
+  sae:
+    d_sae: 128                           # d_in is read off the hook when left out
+    k: 4
+    compression_coefficient: 10.0
+"""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an SAE from a YAML / JSON config that mirrors SAELens's runner config",
+        description=(
+            "Train an SAE with SAELens's LanguageModelSAETrainingRunner. The config file mirrors "
+            "LanguageModelSAERunnerConfig; 'architecture' picks any SAELens-registered architecture "
+            "(hierarchical_batchtopk, hierarchical_topk, hierarchical_jumprelu, topk, jumprelu, ...) "
+            "and the SAE's own fields go under 'sae:' with their SAELens names. An unknown key or a "
+            "wrong type stops with a message naming the key (exit 2) before anything is loaded."
+        ),
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="path to the .yaml / .yml / .json config file")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="SAE output folder; overrides the config's output_path (default: output_path, "
+                        "SAELens's default 'output')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an existing, non-empty output folder")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, the model, the hook and the dataset, print the plan, train nothing")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sae_causal_plugin.cli.config import build_runner_config, load_train_config
+    from sae_causal_plugin.cli.models import load_model
+    from sae_causal_plugin.report.files import check_target_dir, staged_dir
+
+    spec = load_train_config(args.config)
+    output = Path(args.out or spec.get("output_path") or "output")
+    try:
+        check_target_dir(output, what="output folder")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        raise UserError(f"output folder {output} is not empty; pass --overwrite or choose another --out")
+
+    handle = load_model(spec.get("model_name"), device=spec.get("llm_device") or spec.get("device"))
+    hook = spec.get("hook_name")
+    width = handle.hook_width(hook)
+    d_in = spec.sae.setdefault("d_in", width)
+    if d_in != width:
+        raise UserError(f"config key 'sae.d_in' is {d_in} but hook {hook!r} of model "
+                        f"{handle.name!r} has width {width}; remove sae.d_in or fix hook_name")
+    dataset, dataset_overrides = _dataset(spec, handle)
+    cfg = build_runner_config(spec, output_path=str(output), **dataset_overrides)
+    n_steps = cfg.total_training_steps
+    print(f"training {spec.architecture} (d_in={d_in}, d_sae={spec.sae['d_sae']}) on {handle.name} "
+          f"{hook} for {cfg.training_tokens} tokens ({n_steps} steps) -> {output}")
+    if args.dry_run:
+        return 0
+    from sae_lens import LanguageModelSAETrainingRunner
+
+    with staged_dir(output, what="output folder") as stage:
+        cfg.output_path = str(stage)
+        runner = LanguageModelSAETrainingRunner(cfg, override_model=handle.model, override_dataset=dataset)
+        runner.run()
+    print(f"saved the SAE to {output}")
+    return 0
+
+
+def _dataset(spec: Any, handle: Any) -> tuple[Any, dict[str, Any]]:
+    """An in-memory tokenized dataset for a local / toy source; ``None`` for a hub dataset name."""
+    from sae_causal_plugin.cli.data import load_tokens
+    from sae_causal_plugin.cli.models import LANGUAGE_WORLD
+
+    path = spec.get("dataset_path")
+    if not path:
+        raise UserError("config key 'dataset_path' is required: a .txt/.jsonl/.json/.pt file, "
+                        f"{LANGUAGE_WORLD!r}, or a Hugging Face dataset name")
+    local = path == LANGUAGE_WORLD or Path(path).exists() or path.startswith((".", "/", "~")) or (
+        Path(path).suffix in (".txt", ".json", ".jsonl", ".pt", ".safetensors"))
+    if not local:
+        return None, {}
+    from datasets import Dataset
+
+    tokens = load_tokens(path, handle, context_size=spec.get("context_size"),
+                         n_tokens=spec.get("training_tokens"), seed=spec.get("seed"))
+    dataset = Dataset.from_dict({"input_ids": tokens.tolist()})
+    return dataset, {"is_dataset_tokenized": True, "streaming": False}
