@@ -59,13 +59,32 @@ def metrics_table(metrics: Mapping[str, Any], targets: Mapping[str, Target]) -> 
     return "<table class='metrics'>\n" + "\n".join(rows) + "\n</table>"
 
 
-def labelled_edges(graph: ConceptGraph) -> set[tuple[str, str]]:
-    return {(graph.node_label(c), graph.node_label(p)) for c, p in graph.edges}
+def concept_name(graph: ConceptGraph, node: Any) -> str | None:
+    """The true concept a node stands for: its ``concept`` attribute, else its label."""
+    attrs = graph.concept_attrs(node)
+    if "concept" in attrs:
+        return attrs["concept"]
+    if any("concept" in graph.concept_attrs(n) for n in graph.concepts):
+        return None  # a matched graph: nodes without a match stand for no true concept
+    return graph.node_label(node)
+
+
+def named_edges(graph: ConceptGraph) -> tuple[set[tuple[str, str]], int]:
+    """Edges as ``(child concept, parent concept)``, and how many edges touch an unmatched node."""
+    named, unmatched = set(), 0
+    for child, parent in graph.edges:
+        c, p = concept_name(graph, child), concept_name(graph, parent)
+        if c is None or p is None:
+            unmatched += 1
+        else:
+            named.add((c, p))
+    return named, unmatched
 
 
 def edge_comparison(learned: ConceptGraph, true: ConceptGraph) -> str:
-    """Recovered edges against the true graph, compared by concept label."""
-    got, want = labelled_edges(learned), labelled_edges(true)
+    """Recovered edges against the true graph, compared by the concepts their nodes stand for."""
+    got, unmatched = named_edges(learned)
+    want, _ = named_edges(true)
 
     def items(edges: set[tuple[str, str]]) -> str:
         if not edges:
@@ -73,12 +92,14 @@ def edge_comparison(learned: ConceptGraph, true: ConceptGraph) -> str:
         return ", ".join(f"{esc(c)} &rarr; {esc(p)}" for c, p in sorted(edges))
 
     rows = [
-        ("recovered and true", got & want),
-        ("recovered, not in the true graph", got - want),
-        ("true, not recovered", want - got),
+        (f"recovered and true ({len(got & want)})", items(got & want)),
+        (f"recovered, not in the true graph ({len(got - want)})", items(got - want)),
+        (f"true, not recovered ({len(want - got)})", items(want - got)),
     ]
-    body = "\n".join(f"<tr><th>{esc(name)} ({len(edges)})</th><td>{items(edges)}</td></tr>"
-                     for name, edges in rows)
+    if unmatched:
+        rows.append((f"recovered, touching a latent matched to no concept ({unmatched})",
+                     "not scored against the true graph"))
+    body = "\n".join(f"<tr><th>{esc(name)}</th><td>{cell}</td></tr>" for name, cell in rows)
     return ("<p class='note'>Edges point from a finer concept to the coarser concept it selects "
             "(child &rarr; parent).</p>\n<table class='edges'>\n" + body + "\n</table>")
 

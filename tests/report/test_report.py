@@ -113,3 +113,14 @@ def test_out_dir_that_is_a_file_is_refused(tiny_run, tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         write_report(tiny_run, tmp_path / "f")
+
+
+def test_matched_graphs_are_compared_by_concept_attribute(tiny_run, tmp_path):
+    learned = tiny_run.learned_graph
+    for node, concept in {0: "animal", 1: "plant", 3: "dog", 4: "cat", 5: "oak"}.items():
+        learned.add_concept(node, label=f"{concept} (#{node})", concept=concept)
+    learned.add_concept(6, label="6")  # matched to no concept
+    page = write_report(tiny_run, tmp_path / "r").read_text()
+    assert "recovered and true (3)" in page and "cat &rarr; animal" in page
+    assert "recovered, not in the true graph (0)" in page
+    assert "touching a latent matched to no concept (1)" in page
