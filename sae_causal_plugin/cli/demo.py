@@ -10,11 +10,13 @@ from typing import Any
 
 from sae_causal_plugin.cli.errors import UserError
 
-#: world name -> (module, function) of its end-to-end run, ``run(seed, *, out_dir, progress) -> WorldRun``.
+#: world name -> (package, function) of its end-to-end run, ``run(seed, *, out_dir, progress) -> WorldRun``;
+#: the function is looked up in the package and in its ``run`` / ``demo`` submodules.
 WORLD_RUNS = {
     "language": ("sae_causal_plugin.worlds.language_world", "run_language_world"),
     "diffusion": ("sae_causal_plugin.worlds.diffusion_world", "run_diffusion_world"),
 }
+_SUBMODULES = ("", ".run", ".demo")
 
 
 def add_parser(sub: Any) -> None:
@@ -40,15 +42,18 @@ def add_parser(sub: Any) -> None:
 
 def world_runner(world: str) -> Callable[..., Any]:
     """The ``run_*_world`` function of ``world`` (``UserError`` when it does not exist yet)."""
-    module_name, function = WORLD_RUNS[world]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        module = None
-    runner = getattr(module, function, None)
-    if runner is None:
-        raise UserError(f"the {world} world demo is not available yet")
-    return runner
+    package, function = WORLD_RUNS[world]
+    for suffix in _SUBMODULES:
+        try:
+            module = importlib.import_module(package + suffix)
+        except ModuleNotFoundError as err:
+            if err.name is not None and not (package + suffix).startswith(err.name):
+                raise  # a missing dependency inside the world is a real error, not "not available"
+            continue
+        runner = getattr(module, function, None)
+        if callable(runner):
+            return runner
+    raise UserError(f"the {world} world demo is not available yet")
 
 
 def run(args: argparse.Namespace) -> int:
