@@ -1,7 +1,8 @@
 """Concept steering with SAEs: pure arithmetic in :mod:`.core`, model glue elsewhere.
 
-Diffusion steering lives in :mod:`sae_causal_plugin.diffusion.steering`; it and any
-language-model steering share :func:`steer_activations`.
+Diffusion steering lives in :mod:`sae_causal_plugin.diffusion.steering`, language-model steering
+(TransformerLens ``HookedTransformer`` / SAELens ``HookedSAETransformer``) in :mod:`.language`;
+both share :func:`steer_activations`.
 """
 
 from sae_causal_plugin.steering.core import (
@@ -13,13 +14,25 @@ from sae_causal_plugin.steering.core import (
     expand_latents,
     steer_activations,
 )
+from sae_causal_plugin.steering.language import (
+    LanguageSteering,
+    generate,
+    mean_token_nll,
+    next_token_probs,
+    resolve_hook_name,
+)
 
 __all__ = [
     "STEERING_MODES",
     "HasDescendants",
+    "LanguageSteering",
     "SteeringMode",
     "as_latent_list",
     "decoder_directions",
     "expand_latents",
+    "generate",
+    "mean_token_nll",
+    "next_token_probs",
+    "resolve_hook_name",
     "steer_activations",
 ]
