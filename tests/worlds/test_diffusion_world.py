@@ -8,6 +8,7 @@ import torch
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.worlds import diffusion_world as dw
 from sae_causal_plugin.worlds.diffusion_world import detectors, timestep_graph
+from sae_causal_plugin.worlds.diffusion_world.concepts import class_probabilities
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -122,6 +123,7 @@ def test_sampled_scenes_match_their_labels():
     rates = labels.float().mean(0)
     assert abs(float(rates[dw.CONCEPT_INDEX["house"]]) - 0.5) < 0.07
     assert abs(float(rates[dw.CONCEPT_INDEX["smoke"]]) - 0.125) < 0.05
+    assert abs(float(class_probabilities().sum()) - 1) < 1e-9
 
 
 def test_sampling_is_seeded():
@@ -204,3 +206,119 @@ def test_timestep_graph_bad_input():
         timestep_graph.recover_timestep_graph(
             {1: torch.zeros(4, 2, dtype=torch.bool), 2: torch.zeros(5, 2, dtype=torch.bool)}
         )
+
+
+# --- the shipped denoiser ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pipe():
+    return dw.load_pretrained()
+
+
+def test_shipped_weights_are_small_and_load(pipe):
+    from sae_causal_plugin.worlds.diffusion_world.model import WEIGHTS_FILE, assets_dir
+
+    assert (assets_dir() / WEIGHTS_FILE).stat().st_size < 10_000_000
+    assert pipe.config["readback"]["accuracy"] >= 0.95
+    x = pipe(dw.labels(["tree", "apples"]), num_inference_steps=2,
+             generator=torch.Generator().manual_seed(0))
+    assert x.shape == (1, 3, 16, 16) and 0 <= float(x.min()) <= float(x.max()) <= 1
+
+
+def test_shipped_denoiser_draws_what_it_is_asked_for(pipe):
+    classes = dw.all_classes()
+    images = pipe(classes, num_inference_steps=10, generator=torch.Generator().manual_seed(1))
+    assert (dw.detect_concepts(images) == classes).all(1).float().mean() >= 0.9
+
+
+def test_pipeline_rejects_bad_labels(pipe):
+    with pytest.raises(ValueError, match="unknown concept"):
+        pipe(["house", "door"])
+    with pytest.raises(ValueError, match="inconsistent"):
+        pipe(["tree", "smoke"])
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe(["tree"], num_inference_steps=0)
+
+
+def test_concept_embedding_is_additive(pipe):
+    emb = pipe.embedding
+    s = dw.sample_strengths(dw.labels(["house", "chimney", "smoke"]), torch.Generator().manual_seed(0))
+    assert ((s == 0) | ((s >= 0.6) & (s <= 1.0))).all() and int((s > 0).sum()) == 3
+    with torch.no_grad():
+        parts = [emb(torch.zeros(1, 8))] + [
+            emb(torch.eye(8)[i : i + 1] * s[i]) - emb(torch.zeros(1, 8)) for i in range(8)
+        ]
+        assert torch.allclose(emb(s[None]), sum(parts), atol=1e-5)
+
+
+# --- steering through per-timestep SAEs ------------------------------------------------------------
+def _toy_saes(d_sae: int = 8) -> dict:
+    from sae_lens import SAE, JumpReLUSAEConfig
+
+    torch.manual_seed(0)
+    return {t: SAE.from_dict(JumpReLUSAEConfig(d_in=32, d_sae=d_sae).to_dict()) for t in (901, 501, 101)}
+
+
+def test_timestep_windows_split_the_schedule():
+    from sae_causal_plugin.worlds.diffusion_world.steering import timestep_windows
+
+    w = timestep_windows([101, 901, 501])
+    assert [w[t].timesteps for t in (901, 501, 101)] == [(702, 1000), (302, 701), (0, 301)]
+    with pytest.raises(ValueError, match="outside"):
+        timestep_windows([1200])
+
+
+def test_concept_steering_edits_generation_and_checks_input(pipe):
+    from sae_causal_plugin.diffusion import StepWindow
+    from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
+
+    saes = _toy_saes()
+    latents = {"chimney": {901: [0], 501: [0, 1]}, "smoke": {101: [2]}}
+    noise = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    lab = dw.labels(["house", "chimney", "smoke"])
+    base = pipe(lab, num_inference_steps=4, latents=noise)
+    with concept_steering(pipe, saes, latents, "chimney", "add", value=50.0,
+                          num_inference_steps=4) as entered:
+        assert len(entered) == 2
+        steered = pipe(lab, num_inference_steps=4, latents=noise)
+    assert not torch.equal(base, steered)
+    assert torch.equal(base, pipe(lab, num_inference_steps=4, latents=noise))  # hooks removed
+    graph = dw.true_graph()
+    with concept_steering(pipe, saes, latents, "chimney", include_descendants=True,
+                          concept_graph=graph, num_inference_steps=4) as entered:
+        assert len(entered) == 3  # the smoke latent at t=101 comes with its parent
+    with pytest.raises(ValueError, match="unknown concept"):
+        with concept_steering(pipe, saes, latents, "door"):
+            pass
+    with pytest.raises(ValueError, match="no latents"):
+        with concept_steering(pipe, saes, latents, "window"):
+            pass
+    with pytest.raises(ValueError, match="outside the scheduler's range"):
+        with concept_steering(pipe, saes, latents, "chimney",
+                              windows={901: StepWindow(timesteps=(1100, 1500))}):
+            pass
+    with pytest.raises(ValueError, match="selects none"):
+        with concept_steering(pipe, saes, latents, "chimney", num_inference_steps=4,
+                              windows={501: StepWindow(timesteps=(400, 450))}):
+            pass
+
+
+# --- benchmark plumbing (fast parts) ---------------------------------------------------------------
+def test_benchmark_helpers_and_bad_arguments():
+    from sae_causal_plugin.bench import diffusion_world as bench
+
+    assert bench.true_mean_l0() == pytest.approx(2.125)
+    g = bench.recovered_concept_graph([("chimney", "house"), ("house", "chimney"), ("smoke", "chimney")])
+    assert set(g.edges) == {("chimney", "house"), ("smoke", "chimney")}
+    lat = bench.concept_latents({"t501:3": ("chimney", 0.9), "t501:1": ("chimney", 0.8), "t901:0": ("house", 1.0)})
+    assert lat == {"chimney": {501: [1, 3]}, "house": {901: [0]}}
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--timesteps", "500"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--n-samples", "0"])
+
+
+def test_diffusion_overhead_wrapper_is_importable():
+    from sae_causal_plugin.bench import diffusion_overhead
+
+    assert callable(diffusion_overhead.main)
+    assert callable(diffusion_overhead.load_script().main)
