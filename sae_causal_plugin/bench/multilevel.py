@@ -16,10 +16,13 @@ concepts they match), edge Jaccard between two training seeds, and seconds (one 
 plus its graph recovery). ``--seeds 0 1 2`` adds mean and sd. ``--sweep`` varies the noise and
 the share of multi-parent concepts, prints a table and writes a PNG.
 
-Default world: two levels ``[8, 24]`` (a tree: every finer concept composes one coarse concept),
-three components per coarse concept, OR, ``d_l = 2 n_l``, no noise or leakage; 2M training
-samples per SAE. One seed trains four multi-level runs (two methods x two training seeds) and
-took 1-2 minutes on one CPU thread of a shared machine.
+Worlds (``--preset``, :data:`PRESETS`): three levels, multi-parent DAGs (any two concepts of a
+level share at most one component), observation noise 0.1 and leakage 0.1 between adjacent
+levels, ``d_l = 2 n_l``. ``a`` (default): ``[8, 16, 24]``, OR of three components; ``b``:
+``[8, 12, 16]``, AND of two at the middle level, OR of two on top; ``c``: ``[6, 12, 20]``,
+thresholded weighted sums of three. Training: 1M samples per SAE in batches of 1024, the TopK
+budget annealed from twice the final k over the first half (both methods). One seed trains four
+multi-level runs (two methods x two training seeds).
 
 Run ``python -m sae_causal_plugin.bench multilevel --help``.
 """
@@ -43,27 +46,44 @@ SECOND_SEED_OFFSET = 10_000
 
 
 def default_sizes(levels: int) -> list[int]:
-    """Default concepts per level: a tree ``[8, 24]`` for two levels, else ``8, 16, 24, ...``."""
-    return [8, 24] if levels == 2 else [8 * (level + 1) for level in range(levels)]
+    """Default concepts per level: ``8, 16, 24, ...`` (coarsest first)."""
+    return [8 * (level + 1) for level in range(levels)]
+
+
+#: Named worlds: all three levels, multi-parent DAGs (``max_overlap=1``), noise and leakage on.
+#: ``a`` (the default): OR of three components at both coarse levels, rare finest concepts.
+#: ``b``: AND of two components at the middle level, OR on top, frequent finest concepts.
+#: ``c``: thresholded weighted sums (about two of three components) at both coarse levels.
+PRESETS: dict[str, dict[str, Any]] = {
+    "a": dict(concepts_per_level=[8, 16, 24], parents=3, composition="or", max_prob=0.08, min_prob=0.02),
+    "b": dict(concepts_per_level=[8, 12, 16], parents=2, composition=["or", "and"], max_prob=0.5, min_prob=0.2),
+    "c": dict(concepts_per_level=[6, 12, 20], parents=3, composition="threshold", max_prob=0.4, min_prob=0.2),
+}
 
 
 @dataclass
 class BenchConfig:
+    """One benchmark world and training budget (defaults: preset ``a``)."""
+
     seed: int = 0
-    levels: int = 2
-    concepts_per_level: list[int] = field(default_factory=lambda: default_sizes(2))
+    preset: str = "a"
+    levels: int = 3
+    concepts_per_level: list[int] = field(default_factory=lambda: default_sizes(3))
     parents: int = 3
-    composition: str = "or"
-    noise: float = 0.0
-    leakage: float = 0.0
+    max_overlap: int | None = 1
+    composition: str | list[str] = "or"
+    noise: float = 0.1
+    leakage: float = 0.1
     hidden_mult: float = 2.0
     max_prob: float = 0.08
     min_prob: float = 0.02
-    samples: int = 2_000_000
-    batch_size: int = 4096
+    samples: int = 1_000_000
+    batch_size: int = 1024
     lr: float = 1e-2
     eval_samples: int = 50_000
     init_samples: int = 20_000
+    k_start_mult: float = 2.0
+    explain_levels: str = "all"
 
     def validate(self) -> None:
         if self.levels < 2:
@@ -78,12 +98,19 @@ class BenchConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
         if self.hidden_mult <= 0:
             raise ValueError(f"--hidden-mult must be positive, got {self.hidden_mult}.")
+        from sae_causal_plugin.multilevel import CrossLevelConfig
+
+        try:
+            CrossLevelConfig(k_start_mult=self.k_start_mult, explain_levels=self.explain_levels).validate()
+        except ValueError as err:
+            raise ValueError(f"--{str(err).replace('_', '-')}") from None
 
     def world_config(self):
         from sae_causal_plugin.synthetic import HierarchicalSelectionConfig
 
         return HierarchicalSelectionConfig(
-            concepts_per_level=list(self.concepts_per_level), parents=self.parents, composition=self.composition,
+            concepts_per_level=list(self.concepts_per_level), parents=self.parents, max_overlap=self.max_overlap,
+            composition=self.composition,
             hidden_dims=[max(1, round(self.hidden_mult * n)) for n in self.concepts_per_level],
             noise=self.noise, leakage=self.leakage, max_prob=self.max_prob, min_prob=self.min_prob)
 
@@ -94,7 +121,8 @@ def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list
 
     from sae_causal_plugin.multilevel import CrossLevelConfig, make_level_saes, recover_layered_graph, train_level_saes
 
-    cross = CrossLevelConfig() if method == "ours" else CrossLevelConfig().independent()
+    shared = CrossLevelConfig(k_start_mult=cfg.k_start_mult, explain_levels=cfg.explain_levels)
+    cross = shared if method == "ours" else shared.independent()
     torch.manual_seed(train_seed)
     level_cfgs = [BatchTopKTrainingSAEConfig(d_in=d, d_sae=n, k=max(k, 0.05))
                   for d, n, k in zip(model.cfg.dims(), model.cfg.concepts_per_level, l0)]
@@ -172,21 +200,25 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.4, 0.8)
+
+
 def sweep(cfg: BenchConfig, seeds: list[int], methods: tuple[str, ...], out_png: str) -> list[dict[str, Any]]:
-    """Edge F1 against noise, and against the share of multi-parent concepts (two-level worlds
-    ``[n0, n1]`` with ``n0 * parents`` slots spread over fewer and fewer finer concepts)."""
+    """Edge F1 against noise (:data:`NOISE_LEVELS`), and against the share of multi-parent concepts:
+    the finest level's size runs from ``n_{L-1} * parents`` (each finest concept composes one
+    coarser concept, share 0 there) down to half of that (share 1), the other levels as in ``cfg``;
+    the x value is the mean share over levels ``1..L``."""
     points: list[tuple[str, float, BenchConfig]] = []
-    for noise in (0.0, 0.25, 0.5, 0.75, 1.0):
+    for noise in NOISE_LEVELS:
         points.append(("noise", noise, replace(cfg, noise=noise)))
-    n0 = cfg.concepts_per_level[0]
-    slots = n0 * cfg.parents
-    for n1 in sorted({slots, round(slots * 5 / 6), round(slots * 2 / 3), round(slots / 2)}, reverse=True):
-        points.append(("multi_parent", -1.0, replace(cfg, levels=2, concepts_per_level=[n0, n1])))
+    slots = cfg.concepts_per_level[-2] * cfg.parents
+    for n_fine in sorted({slots, round(slots * 5 / 6), round(slots * 2 / 3), round(slots / 2)}, reverse=True):
+        points.append(("multi_parent", -1.0, replace(cfg, concepts_per_level=[*cfg.concepts_per_level[:-1], n_fine])))
     table = []
     for axis, value, point_cfg in points:
         rows = [r for seed in seeds for r in run_seed(point_cfg, seed, methods, jaccard=False)]
         for res in summarise(rows):
-            x = value if axis == "noise" else statistics.fmean(r["multi_parent_share"][0] for r in rows)
+            x = value if axis == "noise" else statistics.fmean(statistics.fmean(r["multi_parent_share"]) for r in rows)
             table.append({"axis": axis, "x": x, "method": res["method"], "edge_f1": res["edge_f1"],
                           "edge_f1_sd": res["edge_f1_sd"], "level_mcc": res["level_mcc"],
                           "concepts_per_level": point_cfg.concepts_per_level})
@@ -225,37 +257,56 @@ def plot_sweep(table: list[dict[str, Any]], path: str) -> None:
     plt.close(fig)
 
 
+def parse_composition(text: str) -> str | list[str]:
+    """``"or"`` or a comma list with one rule per coarse level, coarsest first (``"or,and"``)."""
+    names = [t.strip() for t in text.split(",")]
+    return names[0] if len(names) == 1 else names
+
+
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[str, ...], argparse.Namespace]:
     d = BenchConfig()
     p = argparse.ArgumentParser(prog="sae_causal_plugin.bench multilevel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="a", choices=sorted(PRESETS),
+                   help="named world (default a); the world options below override its values")
     p.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds; mean ± sd")
-    p.add_argument("--levels", type=int, default=d.levels, help="number of levels (>= 2)")
+    p.add_argument("--levels", type=int, default=None, help="number of levels (>= 2; default 3)")
     p.add_argument("--concepts-per-level", type=int, nargs="+", default=None,
-                   help="concepts per level, coarsest first (default: [8, 24] for 2 levels, else 8, 16, 24, ...)")
-    p.add_argument("--parents", type=int, default=d.parents, help="finer concepts composing each coarse concept")
-    p.add_argument("--composition", default=d.composition, help="or, and or threshold")
-    p.add_argument("--noise", type=float, default=d.noise)
-    p.add_argument("--leakage", type=float, default=d.leakage)
+                   help="concepts per level, coarsest first (default: the preset's, or 8, 16, 24, ... for --levels)")
+    p.add_argument("--parents", type=int, default=None, help="finer concepts composing each coarse concept")
+    p.add_argument("--max-overlap", type=int, default=d.max_overlap,
+                   help="most components two concepts of one level share (-1: no limit)")
+    p.add_argument("--composition", type=parse_composition, default=None,
+                   help="or, and or threshold; or a comma list, one per coarse level (coarsest first)")
+    p.add_argument("--noise", type=float, default=d.noise, help="observation noise norm (default 0.1)")
+    p.add_argument("--leakage", type=float, default=d.leakage, help="leakage between adjacent levels (default 0.1)")
     p.add_argument("--hidden-mult", type=float, default=d.hidden_mult, help="d_l = hidden_mult * n_l")
-    p.add_argument("--max-prob", type=float, default=d.max_prob, help="firing probability of the commonest finest concept")
-    p.add_argument("--min-prob", type=float, default=d.min_prob, help="firing probability of the rarest finest concept")
+    p.add_argument("--max-prob", type=float, default=None, help="firing probability of the commonest finest concept")
+    p.add_argument("--min-prob", type=float, default=None, help="firing probability of the rarest finest concept")
     p.add_argument("--samples", type=int, default=d.samples, help="training samples per SAE")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--eval-samples", type=int, default=d.eval_samples)
+    p.add_argument("--k-start-mult", type=float, default=d.k_start_mult,
+                   help="TopK budget at the start, times the final k, annealed (both methods; 1 = off)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--sweep", action="store_true", help="edge F1 vs noise and vs multi-parent share, + PNG")
     p.add_argument("--plot", default="multilevel_sweep.png", help="where --sweep writes its PNG")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
-    sizes = a.concepts_per_level if a.concepts_per_level is not None else default_sizes(a.levels)
-    cfg = BenchConfig(levels=a.levels, concepts_per_level=sizes, parents=a.parents, composition=a.composition,
-                      noise=a.noise, leakage=a.leakage, hidden_mult=a.hidden_mult, max_prob=a.max_prob,
-                      min_prob=a.min_prob, samples=a.samples,
-                      batch_size=a.batch_size, lr=a.lr, eval_samples=a.eval_samples)
+    world = dict(PRESETS[a.preset])
+    if a.levels is not None and a.concepts_per_level is None and a.levels != len(world["concepts_per_level"]):
+        world["concepts_per_level"] = default_sizes(a.levels)
+    for name in ("concepts_per_level", "parents", "composition", "max_prob", "min_prob"):
+        if getattr(a, name) is not None:
+            world[name] = getattr(a, name)
+    levels = a.levels if a.levels is not None else len(world["concepts_per_level"])
+    cfg = BenchConfig(preset=a.preset, levels=levels, **world,
+                      max_overlap=None if a.max_overlap is not None and a.max_overlap < 0 else a.max_overlap,
+                      noise=a.noise, leakage=a.leakage, hidden_mult=a.hidden_mult, samples=a.samples,
+                      batch_size=a.batch_size, lr=a.lr, eval_samples=a.eval_samples, k_start_mult=a.k_start_mult)
     cfg.validate()
     cfg.world_config()  # ValueError now for a bad composition, parents or sizes
     seeds = a.seeds if a.seeds is not None else [a.seed if a.seed is not None else 0]
@@ -276,7 +327,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = [r for seed in seeds for r in run_seed(cfg, seed, methods)]
         results = summarise(rows)
         print(format_table(results))
-        report = {"config": config, "results": results, "runs": rows}
+        for result in results:
+            result["runs"] = [r for r in rows if r["method"] == result["method"]]
+        report = {"config": config, "results": results}
     if args.json:
         print(json.dumps(report))
     return report

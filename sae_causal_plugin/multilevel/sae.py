@@ -83,6 +83,12 @@ class CrossLevelConfig:
         dead_rate: firing rate (above the inference threshold) below which a latent counts as dead.
         resample_stop: no resampling after this share of the training steps (a latent resampled
             late has no time to converge).
+        k_start_mult: (BatchTopK / TopK only) training starts at ``k_start_mult`` times the
+            configured ``k`` and anneals it linearly down to ``k`` over the first
+            ``k_anneal_stop`` of the steps. With a generous early budget two concepts that often
+            co-fire get a latent each before the final sparsity makes merging them cheaper than
+            separating them. Generic, not a cross-level term: :meth:`independent` keeps it.
+        k_anneal_stop: share of the training steps after which ``k`` is the configured one.
     """
 
     selection_coefficient: float = 0.1
@@ -94,6 +100,8 @@ class CrossLevelConfig:
     resample_every: int = 100
     dead_rate: float = 5e-3
     resample_stop: float = 0.7
+    k_start_mult: float = 1.0
+    k_anneal_stop: float = 0.5
 
     def independent(self) -> CrossLevelConfig:
         """A copy with every cross-level term off (the baseline: one independent SAE per level)."""
@@ -129,6 +137,10 @@ class CrossLevelConfig:
                 f"explain_levels must be 'coarser', 'finer', 'all' or 'none', got {self.explain_levels!r}.")
         if not 0.0 <= self.resample_stop <= 1.0:
             raise ValueError(f"resample_stop must lie in [0, 1], got {self.resample_stop!r}.")
+        if not (math.isfinite(self.k_start_mult) and self.k_start_mult >= 1.0):
+            raise ValueError(f"k_start_mult must be a finite number >= 1, got {self.k_start_mult!r}; 1 switches it off.")
+        if not 0.0 < self.k_anneal_stop <= 1.0:
+            raise ValueError(f"k_anneal_stop must lie in (0, 1], got {self.k_anneal_stop!r}.")
         if not 0.0 <= self.dead_rate < 1.0:
             raise ValueError(f"dead_rate must lie in [0, 1), got {self.dead_rate!r}.")
         if not 0.0 <= self.edge_threshold <= 1.0:
@@ -183,6 +195,7 @@ class CrossLevelMixin:
                              persistent=False)
         self.n_steps = 0
         self.resample_until: int | None = None  # set by MultiLevelTrainer from the step budget
+        self.total_steps: int | None = None  # set by MultiLevelTrainer
         self.samples_since_check = 0
         self.fine_d_sae = self.level_d_sae[level + 1] if level + 1 < len(self.level_d_sae) else None
         if self.fine_d_sae is not None and self.cross.uses_selection_map:
@@ -231,6 +244,7 @@ class CrossLevelMixin:
         late = self.resample_until is not None and self.n_steps >= self.resample_until
         if every > 0 and self.n_steps > 0 and self.n_steps % every == 0 and not late:
             self.resample_dead_latents(step_input.sae_in)
+        self.anneal_k()
         if len(self.cross_readouts) and self.context is not None:
             self._explained = sum(self.context.codes(int(m)) @ b for m, b in self.cross_readouts.items())
         try:
@@ -263,6 +277,15 @@ class CrossLevelMixin:
             s, fine, coarse, leak)
         terms["cross_graph_sparsity_loss"] = k["cross_graph_sparsity"] * graph_sparsity_loss(s)
         return terms
+
+    def anneal_k(self) -> None:
+        """Set the training ``k`` of a (Batch)TopK activation for the current step (config docs)."""
+        fn = getattr(self, "activation_fn", None)
+        if self.cross.k_start_mult == 1.0 or self.total_steps is None or not hasattr(fn, "k"):
+            return
+        progress = min(1.0, self.n_steps / max(1.0, self.cross.k_anneal_stop * self.total_steps))
+        k = float(self.cfg.k) * (self.cross.k_start_mult + (1.0 - self.cross.k_start_mult) * progress)
+        fn.k = k if isinstance(self.cfg.k, float) else max(int(self.cfg.k), round(k))  # type: ignore[union-attr]
 
     def firing_threshold(self, hidden_pre: Tensor) -> Tensor:
         """Pre-activation a latent must exceed to fire, broadcastable to ``hidden_pre``."""

@@ -128,6 +128,7 @@ class MultiLevelTrainer:
         names = [level_name(level) for level in reversed(range(len(level_saes)))]
         for sae in level_saes:
             sae.resample_until = int(sae.cross.resample_stop * cfg.total_training_steps)
+            sae.total_steps = int(cfg.total_training_steps)
         self.trainer = MultiSAETrainer(
             cfg=cfg,
             saes={name: level_saes[int(name.split("_")[1])] for name in names},

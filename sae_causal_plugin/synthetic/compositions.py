@@ -76,20 +76,23 @@ def relevant_components(weights: Float[Tensor, " k"], threshold: float) -> Bool[
 
 
 def assign_parent_sets(
-    n_coarse: int, n_fine: int, k: int, generator: torch.Generator, max_tries: int = 200
+    n_coarse: int, n_fine: int, k: int, generator: torch.Generator, max_tries: int = 200,
+    max_overlap: int | None = None,
 ) -> list[list[int]]:
     """Random composing sets of size ``k``, distinct per concept, with balanced reuse.
 
     The ``n_coarse * k`` slots are spread over the finer concepts as evenly as possible
     (each is used ``floor`` or ``ceil`` of ``n_coarse * k / n_fine`` times), so a finer concept
     composes several coarse concepts exactly when there are more slots than finer concepts
-    (a DAG rather than a tree). Greedy: each coarse concept takes the ``k`` finer concepts
-    with the most unused slots, ties broken at random.
+    (a DAG rather than a tree). Greedy: each coarse concept takes, one at a time, the finer
+    concepts with the most unused slots (ties broken at random) that keep its overlap with every
+    earlier set at most ``max_overlap`` (``None``: no limit, only distinct sets).
 
     Raises:
-        ValueError: when no assignment with pairwise distinct sets is found.
+        ValueError: when no assignment satisfying these constraints is found.
     """
     slots = n_coarse * k
+    limit = k - 1 if max_overlap is None else max_overlap
     for _ in range(max_tries):
         order = torch.randperm(n_fine, generator=generator)
         remaining = torch.zeros(n_fine, dtype=torch.long)
@@ -99,15 +102,25 @@ def assign_parent_sets(
         for _ in range(n_coarse):
             jitter = torch.rand(n_fine, generator=generator)
             score = remaining.to(torch.float64) + 0.5 * jitter
-            chosen = torch.topk(score, k).indices
+            chosen: list[int] = []
+            for c in torch.argsort(score, descending=True).tolist():
+                if remaining[c] <= 0:
+                    break
+                if all(len(set(s) & set(chosen + [c])) <= limit for s in sets):
+                    chosen.append(c)
+                    if len(chosen) == k:
+                        break
+            if len(chosen) < k:
+                break
             remaining[chosen] -= 1
-            sets.append(sorted(int(c) for c in chosen))
-        if len({tuple(s) for s in sets}) == len(sets) and int(remaining.min()) >= 0:
+            sets.append(sorted(chosen))
+        if len(sets) == n_coarse and int(remaining.min()) >= 0:
             perm = torch.randperm(n_coarse, generator=generator).tolist()
             return [sets[i] for i in perm]
     raise ValueError(
-        f"cannot give {n_coarse} concepts distinct sets of {k} parents from {n_fine} finer concepts; "
-        "add concepts to the finer level or change parents."
+        f"cannot give {n_coarse} concepts distinct sets of {k} parents from {n_fine} finer concepts"
+        + ("" if max_overlap is None else f" sharing at most {max_overlap}")
+        + "; add concepts to the finer level, change parents or raise max_overlap."
     )
 
 

@@ -28,6 +28,9 @@ class HierarchicalSelectionConfig:
         parents: size of every composing set ``|Pa(j)|`` (``--parents``); under the
             ``threshold`` rule components that cannot change the outcome are dropped, so a set
             can end up smaller.
+        max_overlap: at most this many components shared by any two concepts of the same level
+            (``None``: any overlap short of identical sets). ``1`` keeps siblings distinguishable
+            by their firing: two concepts sharing all but one component almost always co-fire.
         composition: ``"or"``, ``"and"`` or ``"threshold"`` (thresholded weighted sum), or a list
             with one name per coarse level ``0..L-1``.
         threshold_fraction: for ``"threshold"``: a concept fires when the weighted sum of its
@@ -49,6 +52,7 @@ class HierarchicalSelectionConfig:
 
     concepts_per_level: list[int] = field(default_factory=lambda: [8, 24])
     parents: int = 3
+    max_overlap: int | None = None
     composition: str | list[str] = "or"
     threshold_fraction: float = 0.5
     hidden_dims: list[int] | None = None
@@ -102,6 +106,8 @@ class HierarchicalSelectionConfig:
                     f"parents={self.parents} exceeds the {sizes[level + 1]} concepts of level "
                     f"{level + 1}; lower parents or add concepts to that level."
                 )
+        if self.max_overlap is not None and (not isinstance(self.max_overlap, int) or self.max_overlap < 0):
+            raise ValueError(f"max_overlap must be None or an integer >= 0, got {self.max_overlap!r}.")
         names = self.compositions()
         if len(names) != len(sizes) - 1:
             raise ValueError(

@@ -126,7 +126,7 @@ class HierarchicalSelectionModel:
         self, name: str, n_coarse: int, n_fine: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor, Tensor]:
         k = self.cfg.parents
-        sets = assign_parent_sets(n_coarse, n_fine, k, generator)
+        sets = assign_parent_sets(n_coarse, n_fine, k, generator, max_overlap=self.cfg.max_overlap)
         weights = torch.ones(n_coarse, k)
         thresholds = torch.zeros(n_coarse)
         if name == "threshold":

@@ -139,3 +139,20 @@ def test_bad_input_fails_before_training(case, match):
     with pytest.raises(ValueError, match=match):
         MultiLevelTrainer(saes, batches, trainer_config(64, 16))
     assert saes[0].n_steps == 0
+
+
+def test_k_anneals_from_start_multiple_to_configured_k():
+    saes = make_level_saes(level_cfgs(), CrossLevelConfig(k_start_mult=3.0, k_anneal_stop=0.5))
+    sae = saes[1]
+    sae.total_steps = 100
+    expected = {0: 3.6, 25: 2.4, 50: 1.2, 90: 1.2}  # k = 1.2 * (3 - 2 * min(1, step / 50))
+    for step, k in expected.items():
+        sae.n_steps = step
+        sae.anneal_k()
+        assert sae.activation_fn.k == pytest.approx(k)
+
+
+def test_k_annealing_is_kept_by_the_independent_baseline_and_validated():
+    assert CrossLevelConfig(k_start_mult=2.0).independent().k_start_mult == 2.0
+    with pytest.raises(ValueError, match="k_start_mult must be"):
+        CrossLevelConfig(k_start_mult=0.5).validate()

@@ -40,3 +40,15 @@ def test_summarise_means_and_sds():
 def test_bad_arguments_fail_before_training(argv, match):
     with pytest.raises(ValueError, match=match):
         multilevel.main(argv)
+
+
+def test_presets_are_three_level_multi_parent_worlds_with_noise_and_leakage():
+    from sae_causal_plugin.synthetic import HierarchicalSelectionModel
+
+    for name in sorted(multilevel.PRESETS):
+        cfg, _, _, _ = multilevel.parse_args(["--preset", name])
+        model = HierarchicalSelectionModel(cfg.world_config(), seed=0)
+        assert model.n_levels == 3 and cfg.noise > 0 and cfg.leakage > 0
+        assert all(model.multi_parent_share(level) > 0 for level in (1, 2))
+    cfg, _, _, _ = multilevel.parse_args(["--preset", "b", "--composition", "and,or", "--noise", "0.3"])
+    assert cfg.composition == ["and", "or"] and cfg.noise == 0.3 and cfg.concepts_per_level == [8, 12, 16]

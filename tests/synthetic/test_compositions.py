@@ -65,3 +65,12 @@ def test_parent_sets_impossible_sizes_raise():
 
 def test_pad_parent_sets():
     assert pad_parent_sets([[3], [0, 2]], 3).tolist() == [[3, -1, -1], [0, 2, -1]]
+
+
+def test_parent_sets_share_at_most_max_overlap_components():
+    sets = assign_parent_sets(16, 24, 3, torch.Generator().manual_seed(0), max_overlap=1)
+    assert all(len(set(a) & set(b)) <= 1 for i, a in enumerate(sets) for b in sets[i + 1:])
+    uses = torch.bincount(torch.tensor([c for s in sets for c in s]), minlength=24)
+    assert int(uses.min()) == int(uses.max()) == 2  # 48 slots over 24 concepts: every one shared
+    with pytest.raises(ValueError, match="sharing at most 0"):
+        assign_parent_sets(4, 6, 2, torch.Generator().manual_seed(0), max_tries=5, max_overlap=0)
