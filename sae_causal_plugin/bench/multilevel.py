@@ -83,7 +83,7 @@ class BenchConfig:
     eval_samples: int = 50_000
     init_samples: int = 20_000
     k_start_mult: float = 2.0
-    explain_levels: str = "all"
+    explain_levels: str = "coarser"
 
     def validate(self) -> None:
         if self.levels < 2:
