@@ -1,0 +1,33 @@
+"""The real main job: ``python -m sae_causal_plugin demo`` on the shipped language world, end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sae_causal_plugin.cli.demo import world_runner
+from sae_causal_plugin.cli.errors import UserError
+from sae_causal_plugin.report import REPORT_FILES
+
+REQUIRED_METRICS = ("edge_f1", "steer_mass_ratio", "ppl_increase", "ablation_mass_fraction", "seconds")
+
+
+def test_demo_on_the_language_world_writes_a_complete_report(tmp_path):
+    try:
+        world_runner("language")
+    except UserError:
+        pytest.skip("run_language_world is not available in this checkout")
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sae_causal_plugin", "demo", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report written to {(out / 'index.html').resolve()}" in proc.stdout
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(isinstance(metrics[k], (int, float)) for k in REQUIRED_METRICS)
+    page = (out / "index.html").read_text()
+    assert "<table class='metrics'>" in page and 'src="concept_graph.png"' in page
