@@ -41,14 +41,13 @@ class ModelHandle:
     bos_id: int | None = None
 
     def hook_width(self, hook_name: str) -> int:
-        """Last dimension of the activation at ``hook_name`` (``UserError`` if no such hook)."""
+        """Channels an SAE sees at ``hook_name`` (heads x d_head for per-head hooks); ``UserError`` if no such hook."""
+        from sae_causal_plugin.steering.language import hook_width
+
         hooks = list(self.model.hook_dict)
         if hook_name not in hooks:
             raise UserError(f"model {self.name!r} has no hook {hook_name!r}{closest(hook_name, hooks)}")
-        tokens = torch.zeros(1, 2, dtype=torch.long)
-        with torch.no_grad():
-            _, cache = self.model.run_with_cache(tokens, names_filter=[hook_name])
-        return int(cache[hook_name].shape[-1])
+        return hook_width(self.model, hook_name)
 
 
 def save_hooked_transformer(model: Any, directory: str | Path, tokenizer: Any = None) -> Path:
