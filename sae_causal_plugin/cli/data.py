@@ -167,16 +167,23 @@ def hook_activations(
     *,
     batch_size: int = 32,
     drop_bos: bool = True,
+    exclude_tokens: list[int] | None = None,
 ) -> Iterator[Float[Tensor, "rows d"]]:
-    """Stream ``[rows, d]`` activations of ``hook_name`` over ``tokens`` (``<bos>`` rows dropped)."""
+    """Stream ``[rows, d]`` activations of ``hook_name`` over ``tokens``.
+
+    Positions holding ``<bos>`` (when ``drop_bos``) or a token of ``exclude_tokens`` are dropped,
+    as SAELens's ``exclude_special_tokens`` drops them in training.
+    """
     model = handle.model
+    excluded = list(exclude_tokens or [])
+    if drop_bos and handle.bos_id is not None:
+        excluded.append(int(handle.bos_id))
+    excluded_ids = torch.tensor(sorted(set(excluded)), dtype=torch.long)
     for start in range(0, tokens.shape[0], batch_size):
         batch = tokens[start : start + batch_size]
         with torch.no_grad():
             _, cache = model.run_with_cache(batch, names_filter=[hook_name])
         acts = cache[hook_name]
         acts = acts.reshape(*batch.shape, -1)
-        keep = torch.ones_like(batch, dtype=torch.bool)
-        if drop_bos and handle.bos_id is not None:
-            keep = batch != handle.bos_id
+        keep = ~torch.isin(batch, excluded_ids)
         yield acts[keep].float()

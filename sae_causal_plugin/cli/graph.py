@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
         description=(
             "Encode activations with a saved SAE, count how its latents fire and co-fire (one "
             "streaming pass) and keep minimal parent sets: a latent c gets parent p when "
-            "P(p | c) >= --min-conditional. Writes concept_graph.json, concept_graph.graphml and "
+            "P(p | c) >= --min-conditional. Token positions the SAE was trained without (<bos>, its "
+            "recorded exclude_special_tokens) are left out. Writes concept_graph.json, concept_graph.graphml and "
             "concept_graph.png into --out (all or nothing). Edges point child -> parent."
         ),
     )
@@ -92,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)
         tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens,
                              seed=args.seed)
-        activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size)
+        excluded = saved_field(sae, "exclude_special_tokens")
+        activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size,
+                                       exclude_tokens=excluded if isinstance(excluded, list) else None)
     graph = recover_concept_graph(
         sae, activations,
         min_conditional=args.min_conditional, min_support=args.min_support, min_lift=args.min_lift,

@@ -55,3 +55,17 @@ def test_bad_input_exits_2_and_writes_nothing(trained_sae, dataset_file, tmp_pat
     assert message.format(**fill) in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+def test_hook_activations_drop_bos_and_excluded_tokens(model_dir):
+    from sae_causal_plugin.cli.data import hook_activations
+    from sae_causal_plugin.cli.models import load_model
+
+    handle = load_model(str(model_dir))
+    handle.bos_id = 1
+    tokens = torch.tensor([[1, 5, 6, 7], [1, 7, 7, 8]])
+    rows = torch.cat(list(hook_activations(handle, "blocks.0.hook_resid_post", tokens, exclude_tokens=[7])))
+    assert rows.shape == (3, 16)  # kept: 5, 6, 8
+    _, cache = handle.model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_post"])
+    expected = cache["blocks.0.hook_resid_post"][torch.tensor([[0, 1, 1, 0], [0, 0, 0, 1]]).bool()]
+    assert torch.allclose(rows, expected)
