@@ -142,17 +142,18 @@ print({key: graph.meta[key] for key in ("n_samples", "min_conditional", "min_sup
 # %%
 levels = graph.levels()
 roots = [node for node, level in levels.items() if level == 0 and graph.children(node)]
-root = max(roots, key=lambda node: len(graph.descendants(node)))
 print(f"{len(roots)} roots with children; levels used: {sorted(set(levels.values()))}")
-print(f"latent {root}: fires on {graph.concept_attrs(root)['firing_rate']:.1%} of inputs, "
-      f"children {graph.children(root)}, all descendants {sorted(graph.descendants(root))}")
-for child in graph.children(root):
-    s = graph.edge_stats(child, root)
-    print(f"  edge {child} -> {root}: P(parent|child)={s['p_parent_given_child']:.3f} "
-          f"P(child|parent)={s['p_child_given_parent']:.3f} lift={s['lift']:.2f} "
-          f"co-fired {s['count_both']} times")
-leaf = max(graph.descendants(root), key=lambda node: levels[node])
-print(f"latent {leaf} (level {levels[leaf]}): parents {graph.parents(leaf)}, ancestors {sorted(graph.ancestors(leaf))}")
+if roots:
+    root = max(roots, key=lambda node: len(graph.descendants(node)))
+    print(f"latent {root}: fires on {graph.concept_attrs(root)['firing_rate']:.1%} of inputs, "
+          f"children {graph.children(root)}, all descendants {sorted(graph.descendants(root))}")
+    for child in graph.children(root):
+        s = graph.edge_stats(child, root)
+        print(f"  edge {child} -> {root}: P(parent|child)={s['p_parent_given_child']:.3f} "
+              f"P(child|parent)={s['p_child_given_parent']:.3f} lift={s['lift']:.2f} "
+              f"co-fired {s['count_both']} times")
+    leaf = max(graph.descendants(root), key=lambda node: levels[node])
+    print(f"latent {leaf} (level {levels[leaf]}): parents {graph.parents(leaf)}, ancestors {sorted(graph.ancestors(leaf))}")
 
 # %% [markdown]
 # Which edges are the most certain? `to_networkx()` gives a plain DiGraph for any further
