@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +84,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sae_lens import LanguageModelSAETrainingRunner
 
-    with staged_dir(output, what="output folder") as stage:
+    with staged_dir(output, what="output folder") as stage, _quiet_override_warnings():
         cfg.output_path = str(stage)
         runner = LanguageModelSAETrainingRunner(cfg, override_model=handle.model, override_dataset=dataset)
         runner.run()
     print(f"saved the SAE to {output}")
     return 0
+
+
+@contextmanager
+def _quiet_override_warnings() -> Iterator[None]:
+    """Hide SAELens's "you passed in a model / dataset" warnings: here the config names both."""
+    import logging
+
+    class _Filter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "You just passed in a" not in record.getMessage()
+
+    sae_lens_logger = logging.getLogger("sae_lens")
+    quiet = _Filter()
+    sae_lens_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        sae_lens_logger.removeFilter(quiet)
 
 
 def _dataset(spec: Any, handle: Any) -> tuple[Any, dict[str, Any]]:
