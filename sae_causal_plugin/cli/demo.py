@@ -75,8 +75,11 @@ def summary(metrics: dict[str, Any], world: str) -> str:
     from sae_causal_plugin.report import targets_for
     from sae_causal_plugin.report.html import format_value
 
+    from sae_causal_plugin.report.html import is_scalar
+
     targets = targets_for(world)
-    keys = [k for k in targets if k in metrics] + sorted(k for k in metrics if k not in targets)
+    scalars = {k: v for k, v in metrics.items() if is_scalar(v)}
+    keys = [k for k in targets if k in scalars] + sorted(k for k in scalars if k not in targets)
     width = max((len(k) for k in keys), default=0)
     lines = []
     for key in keys:

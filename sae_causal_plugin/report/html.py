@@ -37,13 +37,18 @@ def format_value(value: Any, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.4g}"
 
 
+def is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 def metrics_table(metrics: Mapping[str, Any], targets: Mapping[str, Target]) -> str:
-    """Targeted metrics first (in target order), then the others alphabetically."""
-    keys = [k for k in targets if k in metrics] + sorted(k for k in metrics if k not in targets)
+    """Scalar metrics: targeted ones first (in target order), then the others alphabetically."""
+    scalars = {k: v for k, v in metrics.items() if is_scalar(v)}
+    keys = [k for k in targets if k in scalars] + sorted(k for k in scalars if k not in targets)
     rows = ["<tr><th>metric</th><th>what it measures</th><th>value</th><th>target</th><th>reached</th></tr>"]
     for key in keys:
         target = targets.get(key)
-        value = metrics[key]
+        value = scalars[key]
         if target is None:
             rows.append(f"<tr><td><code>{esc(key)}</code></td><td></td>"
                         f"<td class='num'>{esc(format_value(value))}</td><td></td><td></td></tr>")
@@ -57,6 +62,19 @@ def metrics_table(metrics: Mapping[str, Any], targets: Mapping[str, Target]) -> 
             f"<td>{esc(target.describe())}</td><td>{verdict}</td></tr>"
         )
     return "<table class='metrics'>\n" + "\n".join(rows) + "\n</table>"
+
+
+def breakdown_tables(metrics: Mapping[str, Any]) -> str:
+    """Non-scalar metrics: a mapping of mappings as a table (one row per key), others as JSON text."""
+    parts = []
+    for key in sorted(k for k, v in metrics.items() if not is_scalar(v)):
+        value = metrics[key]
+        if isinstance(value, Mapping) and all(isinstance(v, Mapping) for v in value.values()):
+            rows = [{key: name, **inner} for name, inner in value.items()]
+            parts.append(f"<h3><code>{esc(key)}</code></h3>" + rows_table(rows))
+        else:
+            parts.append(f"<h3><code>{esc(key)}</code></h3><pre>{esc(value)}</pre>")
+    return "\n".join(parts)
 
 
 def concept_name(graph: ConceptGraph, node: Any) -> str | None:
@@ -167,6 +185,7 @@ def render_index(
 <h2>Metrics</h2>
 {metrics_table(metrics, targets)}
 <p class='note'>Raw figures: <a href="metrics.json">metrics.json</a>.</p>
+{breakdown_tables(metrics)}
 <h2>Concept graph</h2>
 <div class="pair">
 <div><h4>recovered from the SAE ({len(learned)} concepts, {len(learned.edges)} edges)</h4>

@@ -23,7 +23,9 @@ def tiny_run():
         learned_graph=learned,
         true_graph=true,
         metrics={"edge_f1": 0.75, "steer_mass_ratio": 6.5, "ppl_increase": 0.04,
-                 "ablation_mass_fraction": 0.2, "seconds": 12.0, "n_tokens": 4096},
+                 "ablation_mass_fraction": 0.2, "seconds": 12.0, "n_tokens": 4096,
+                 "per_category": {"animal": {"mass_ratio": 7.5, "matched": 1.0},
+                                  "plant": {"mass_ratio": 5.6, "matched": 1.0}}},
         steering_examples=[SteeringExample(
             title="steer toward animal", before="I saw a <rose>", after="I saw a <dog>",
             note="clamp latent 0 to 8", table=[{"category": "animal", "before": 0.1, "after": 0.7}])],

@@ -65,6 +65,8 @@ def test_metrics_table_says_which_targets_are_met(tiny_run, tmp_path):
     assert "class='missed'>no" in rows["edge_f1"]  # 0.75 < 0.85
     assert "class='missed'>no" in rows["ablation_mass_fraction"]  # 20% is not < 10%
     assert "4.0%" in rows["ppl_increase"]
+    assert "per_category" not in rows  # nested figures get their own table
+    assert "<h3><code>per_category</code></h3>" in page and "<td>plant</td><td>5.6</td><td>1</td>" in page
 
 
 def test_edge_comparison_by_label(tiny_run, tmp_path):
