@@ -37,11 +37,18 @@ def staged_dir(target: str | Path, *, what: str = "output folder") -> Iterator[P
     target = check_target_dir(target, what=what)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the target gets normal rights
     try:
         yield staging
         _publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def _publish(staging: Path, target: Path) -> None:

@@ -173,7 +173,8 @@ def render_index(
     saes = ""
     if sae_dirs:
         saes = "<h2>Trained SAEs</h2><ul>" + "".join(
-            f"<li>{esc(name)}: <code>{esc(path)}</code></li>" for name, path in sae_dirs.items()
+            f"<li>{esc(name)}: <a href='{esc(path)}'><code>{esc(path)}</code></a></li>"
+            for name, path in sae_dirs.items()
         ) + "</ul>"
     desc = f"<p>{esc(description)}</p>" if description else ""
     return f"""<!DOCTYPE html>

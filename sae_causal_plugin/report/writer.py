@@ -58,10 +58,18 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
             learned=run.learned_graph,
             true=run.true_graph,
             examples=examples,
-            sae_dirs={str(k): str(v) for k, v in run.sae_dirs.items()},
+            sae_dirs={str(k): _shown_path(Path(v), out_dir) for k, v in run.sae_dirs.items()},
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"
+
+
+def _shown_path(path: Path, out_dir: Path) -> str:
+    """``path`` relative to the report folder when it lies inside it (so the link survives a move)."""
+    try:
+        return path.resolve().relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _check_run(run: Any) -> None:

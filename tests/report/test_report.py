@@ -126,3 +126,18 @@ def test_matched_graphs_are_compared_by_concept_attribute(tiny_run, tmp_path):
     assert "recovered and true (3)" in page and "cat &rarr; animal" in page
     assert "recovered, not in the true graph (0)" in page
     assert "touching a latent matched to no concept (1)" in page
+
+
+def test_sae_folders_inside_the_report_are_linked_relatively_and_rights_are_normal(tiny_run, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "r"
+    (out / "saes" / "layer").mkdir(parents=True)
+    tiny_run.sae_dirs = {"blocks.0.hook_resid_post": out / "saes" / "layer", "elsewhere": tmp_path / "x"}
+    page = write_report(tiny_run, out).read_text()
+    assert "href='saes/layer'" in page and str(tmp_path / "x") in page
+    fresh = write_report(tiny_run, tmp_path / "fresh").parent
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask
