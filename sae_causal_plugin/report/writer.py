@@ -45,8 +45,11 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True) + "\n")
         run.learned_graph.save_json(stage / "concept_graph.json")
         run.true_graph.save_json(stage / "true_graph.json")
-        run.learned_graph.draw(stage / "concept_graph.png", max_nodes=max_drawn_concepts,
-                               title=f"Recovered concept graph ({run.world} world; coarse at top)")
+        shown = drawn_part(run.learned_graph)
+        run.learned_graph.subgraph(shown).draw(
+            stage / "concept_graph.png", max_nodes=max_drawn_concepts,
+            title=f"Recovered concept graph, {run.world} world: {len(shown)} of {len(run.learned_graph)} "
+                  "latents (those on an edge or matched to a concept); coarse at top")
         run.true_graph.draw(stage / "true_graph.png", max_nodes=max_drawn_concepts,
                             title=f"True concept graph ({run.world} world; coarse at top)")
         examples = [_stage_example(i, ex, stage, out_dir) for i, ex in enumerate(run.steering_examples)]
@@ -62,6 +65,13 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"
+
+
+def drawn_part(graph: ConceptGraph) -> list[Any]:
+    """Concepts worth drawing: those on an edge or carrying a matched ``concept`` (all if none)."""
+    on_edge = {n for edge in graph.edges for n in edge}
+    keep = [n for n in graph.concepts if n in on_edge or "concept" in graph.concept_attrs(n)]
+    return keep or graph.concepts
 
 
 def _shown_path(path: Path, out_dir: Path) -> str:

@@ -141,3 +141,16 @@ def test_sae_folders_inside_the_report_are_linked_relatively_and_rights_are_norm
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask
+
+
+def test_picture_leaves_out_isolated_unmatched_latents():
+    from sae_causal_plugin.report.writer import drawn_part
+
+    graph = ConceptGraph()
+    graph.add_edge(1, 0)
+    graph.add_concept(2, concept="bird")
+    graph.add_concept(3)
+    assert drawn_part(graph) == [1, 0, 2]
+    lonely = ConceptGraph()
+    lonely.add_concept(5)
+    assert drawn_part(lonely) == [5]
