@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +63,30 @@ def run(args: argparse.Namespace) -> int:
     check_target_dir(args.out, what="report folder")
     runner = world_runner(args.world)
     start = time.perf_counter()
-    world_run = runner(args.seed, out_dir=args.out, progress=not args.no_progress)
+    world_run = runner(args.seed, out_dir=Path(args.out), progress=not args.no_progress)
     world_run.metrics.setdefault("seconds", time.perf_counter() - start)
     index = write_report(world_run, args.out)
     print(summary(world_run.metrics, args.world))
     print(f"report written to {index.resolve()}")
+    hint = steer_hint(world_run, index.parent)
+    if hint:
+        print(f"steer it yourself: {hint}")
     return 0
+
+
+def steer_hint(world_run: Any, out_dir: Any) -> str:
+    """A ready ``sae-causal steer`` command for the language world's first matched category."""
+    if world_run.world != "language" or len(world_run.sae_dirs) != 1:
+        return ""
+    graph = world_run.learned_graph
+    matched = [graph.concept_attrs(n).get("concept") for n in graph.concepts]
+    category = next((c for c in matched if c is not None
+                     and c in set(world_run.true_graph.concepts) and not world_run.true_graph.parents(c)), None)
+    if category is None:
+        return ""
+    sae_dir = next(iter(world_run.sae_dirs.values()))
+    return (f"sae-causal steer --sae {sae_dir} --graph {out_dir / 'concept_graph.json'} "
+            f"--concept {category} --mode add --value 8 --prompt 'the'")
 
 
 def summary(metrics: dict[str, Any], world: str) -> str:

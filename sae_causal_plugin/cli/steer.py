@@ -95,19 +95,22 @@ def _load_graph(path: str) -> Any:
 
 
 def resolve_concept(graph: Any, concept: str) -> Any:
-    """The graph node named by ``concept``: an id (``"12"`` finds latent 12) or a label."""
+    """The graph node named by ``concept``: an id (``"12"`` finds latent 12), a label, or the
+    true concept a latent was matched to (its ``concept`` attribute)."""
     candidates: list[Any] = [concept]
     if concept.lstrip("-").isdigit():
         candidates.insert(0, int(concept))
     for cand in candidates:
         if cand in graph:
             return cand
-    by_label = [n for n in graph.concepts if graph.node_label(n) == concept]
-    if len(by_label) == 1:
-        return by_label[0]
-    if len(by_label) > 1:
-        raise UserError(f"label {concept!r} names {len(by_label)} concepts {by_label}; give a node id")
+    for attr in ("label", "concept"):
+        named = [n for n in graph.concepts if str(graph.concept_attrs(n).get(attr)) == concept]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise UserError(f"{attr} {concept!r} names {len(named)} concepts {named}; give a node id")
     names = [str(n) for n in graph.concepts] + [graph.node_label(n) for n in graph.concepts]
+    names += [str(graph.concept_attrs(n)["concept"]) for n in graph.concepts if "concept" in graph.concept_attrs(n)]
     shown = ", ".join(str(n) for n in graph.concepts[:20]) + (" ..." if len(graph) > 20 else "")
     raise UserError(f"concept {concept!r} is not in the graph{closest(concept, names)}; its concepts: {shown}")
 

@@ -11,18 +11,19 @@ from sae_causal_plugin.report import REPORT_FILES
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
 
-def fake_language_world(seed, *, out_dir=None, progress=True):
+def fake_language_world(seed, *, out_dir, progress=True):
     true = ConceptGraph()
     true.add_edge("bird", "animal")
     true.add_edge("robin", "bird")
     learned = ConceptGraph()
-    learned.add_concept(0, label="animal")
+    learned.add_concept(0, label="animal (#0)", concept="animal")
     learned.add_concept(1, label="bird")
     learned.add_edge(1, 0, p_parent_given_child=0.97)
     metrics = {"edge_f1": 0.8, "steer_mass_ratio": 7.0, "ppl_increase": 0.03,
                "ablation_mass_fraction": 0.05, "seed": seed}
     return WorldRun("language", learned, true, metrics,
-                    [SteeringExample("toward animal", "the fast taxi", "the fast robin")])
+                    [SteeringExample("toward animal", "the fast taxi", "the fast robin")],
+                    sae_dirs={"blocks.0.hook_resid_post": out_dir / "saes" / "layer"})
 
 
 def test_demo_writes_the_report_and_says_where(tmp_path, monkeypatch, capsys):
@@ -36,6 +37,8 @@ def test_demo_writes_the_report_and_says_where(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed
     assert "edge_f1" in printed and "not reached" in printed  # 0.8 < 0.85, said honestly
+    assert f"sae-causal steer --sae {out / 'saes' / 'layer'} --graph {out / 'concept_graph.json'} " \
+           "--concept animal" in printed
 
 
 def test_world_without_a_demo_exits_nonzero_with_a_message(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,7 @@ def graph_file(tmp_path):
     graph = ConceptGraph()
     graph.add_concept(0, label="animal")
     graph.add_concept(1, label="bird")
-    graph.add_concept(2, label="robin")
+    graph.add_concept(2, label="robin (#2)", concept="robin")
     graph.add_edge(1, 0)
     graph.add_edge(2, 1)
     path = tmp_path / "concept_graph.json"
@@ -37,6 +37,11 @@ def test_steer_prints_before_and_after(trained_sae, graph_file, capsys):
 def test_include_descendants_and_ablate_without_value(trained_sae, graph_file, capsys):
     assert steer(trained_sae, graph_file, "--concept", "0", "--mode", "ablate", "--include-descendants") == 0
     assert "latents [0, 1, 2], ablate at" in capsys.readouterr().out
+
+
+def test_concept_found_by_matched_concept_name(trained_sae, graph_file, capsys):
+    assert steer(trained_sae, graph_file, "--concept", "robin", "--mode", "scale", "--value", "2") == 0
+    assert capsys.readouterr().out.startswith("concept 2 (robin (#2)): latents [2], scale 2 at")
 
 
 def test_zero_strength_changes_nothing(trained_sae, graph_file, capsys):
