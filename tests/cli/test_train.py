@@ -83,3 +83,17 @@ def test_dry_run_trains_nothing(tmp_path, capsys, model_dir, dataset_file):
     assert main(["train", str(config), "--dry-run"]) == 0
     assert "training hierarchical_topk (d_in=16, d_sae=32)" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_the_help_example_config_is_valid(tmp_path):
+    from sae_causal_plugin.cli.config import build_runner_config, load_train_config
+    from sae_causal_plugin.cli.train import EXAMPLE
+
+    body = EXAMPLE.split("\n\n", 1)[1]
+    path = tmp_path / "example.yaml"
+    path.write_text("\n".join(line[2:] for line in body.splitlines()))
+    spec = load_train_config(path)
+    assert spec.architecture == "hierarchical_batchtopk" and spec.sae == {"d_sae": 128, "k": 4, "compression_coefficient": 10.0}
+    spec.sae["d_in"] = 64
+    cfg = build_runner_config(spec)
+    assert cfg.sae.k == 4 and cfg.hook_name == "blocks.1.hook_resid_post" and not cfg.logger.log_to_wandb
