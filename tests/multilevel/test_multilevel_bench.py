@@ -52,3 +52,18 @@ def test_presets_are_three_level_multi_parent_worlds_with_noise_and_leakage():
         assert all(model.multi_parent_share(level) > 0 for level in (1, 2))
     cfg, _, _, _ = multilevel.parse_args(["--preset", "b", "--composition", "and,or", "--noise", "0.3"])
     assert cfg.composition == ["and", "or"] and cfg.noise == 0.3 and cfg.concepts_per_level == [8, 12, 16]
+
+
+def test_tiny_sweep_prints_a_table_and_writes_the_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(multilevel, "NOISE_LEVELS", (0.1,))  # the default world: trained once for
+    monkeypatch.setattr(multilevel, "LEAKAGE_LEVELS", (0.1,))  # both axes (and the DAG end of the third)
+    png = tmp_path / "sweep.png"
+    tiny = ["--samples", "2048", "--batch-size", "512", "--eval-samples", "1000", "--concepts-per-level", "3", "6",
+            "--parents", "2"]
+    report = multilevel.main(tiny + ["--sweep", "--plot", str(png), "--methods", "ours", "--json"])
+    assert png.stat().st_size > 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["config"]["sweep"] is True
+    axes = {t["axis"] for t in report["results"]}
+    assert axes == {"noise", "leakage", "multi_parent"}
+    shares = sorted(t["x"] for t in report["results"] if t["axis"] == "multi_parent")
+    assert shares[0] == 0.0 and shares[-1] > 0.0  # from a tree to a DAG at the finest level
