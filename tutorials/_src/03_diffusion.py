@@ -156,13 +156,13 @@ def collect(images, labels, seed):
 train_acts, eval_acts = collect(train_images, train_labels, seed=3), collect(eval_images, eval_labels, seed=4)
 
 
-def epochs(acts, t, seed):
+def epochs(acts, t, seed, hook=dw.HOOK):
     """Endless reshuffled passes over one timestep's activations, as producer chunks."""
     g = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(acts), generator=g)
         for s in range(0, len(acts), 1024):
-            yield {(dw.HOOK, t): acts[order[s:s + 1024]]}
+            yield {(hook, t): acts[order[s:s + 1024]]}
 
 
 k = float((dw.all_classes().sum(1).double() * dw.concepts.class_probabilities()).sum())  # 2.125
@@ -325,33 +325,46 @@ else:
 # The same API on SD v1.4, at the paper's block (1280 channels at 16x16 in `up_blocks.1` for
 # 512x512 images) and timesteps. There are no detectors on real images, so you inspect latents by
 # the images that fire them and steer by eye. Activations come from real sampling trajectories
-# (`DiffusionActivationSource.trajectories`), conditional CFG rows only. The budget below (64
-# prompts, 5120 latents) is a smoke test of the workflow on a GPU, not a useful SAE.
+# (`trajectory_activations`, the producer behind `DiffusionActivationSource.trajectories`),
+# conditional CFG rows only. The budget below (64 prompts, 5120 latents per timestep) is a smoke
+# test of the workflow on a GPU, not a useful SAE.
 
 # %%
 if USE_REAL_MODELS:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from sae_causal_plugin.diffusion import trajectory_activations
+
     sd = StableDiffusionPipeline.from_pretrained("CompVis/stable-diffusion-v1-4", torch_dtype=torch.float16).to("cuda")
-    sd.scheduler = DDIMScheduler.from_config(sd.scheduler.config)  # 50 steps contain 901, 501, 101
+    sd.scheduler = DDIMScheduler.from_config(sd.scheduler.config)  # 50 DDIM steps contain 901, 501 and 101
     sd.set_progress_bar_config(disable=True)
     sd_hooked = HookedDiffusionPipeline(sd)
-    SD_HOOK, SD_TIMESTEPS = "up_blocks.1.attentions.0.hook_delta", [901, 501, 101]
+    SD_HOOK = "up_blocks.1.attentions.0.hook_delta"
     prompts = ["a photo of a cat", "a house with a chimney", "a red apple on a table", "a city street at night"] * 16
-    calls = ({"prompt": p, "num_inference_steps": 50, "generator": torch.Generator("cuda").manual_seed(i),
-              "output_type": "latent"} for i, p in enumerate(prompts))
-    sd_source = DiffusionActivationSource.trajectories(sd_hooked, calls, SD_HOOK, SD_TIMESTEPS, batch_size=4096,
-                                                       cfg="cond", paired=True, dtype=torch.float32)
-    sd_saes = {t: HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(
-        d_in=sd_source.d_in, d_sae=5120, k=32, device="cuda")) for t in SD_TIMESTEPS}
-    for t, sae in sd_saes.items():  # one SAE per timestep on the paired stream's rows of that timestep
-        single = (batch[t].cuda() for batch in sd_source)
-        cfg_t = SAETrainerConfig(total_training_samples=50 * 4096, train_batch_size_samples=4096, lr=3e-4,
-                                 device="cuda", logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=5)
+    calls = ({"prompt": p, "num_inference_steps": 50, "output_type": "latent",
+              "generator": torch.Generator("cuda").manual_seed(i)} for i, p in enumerate(prompts))
+    # one chunk per prompt: {(hook, t): [256 tokens, 1280]} at each timestep, conditional CFG rows only
+    chunks = list(trajectory_activations(sd_hooked, calls, SD_HOOK, TIMESTEPS, cfg="cond"))
+    sd_acts = {t: torch.cat([c[SD_HOOK, t] for c in chunks]).float() for t in TIMESTEPS}
+    sd_saes = {}
+    for i, t in enumerate(TIMESTEPS):
+        source = DiffusionActivationSource(
+            ({key: a.cuda() for key, a in chunk.items()} for chunk in epochs(sd_acts[t], t, seed=i, hook=SD_HOOK)),
+            batch_size=1024)
+        sd_saes[t] = HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(
+            d_in=source.d_in, d_sae=5120, k=32, device="cuda"))
+        cfg_t = SAETrainerConfig(total_training_samples=2000 * 1024, train_batch_size_samples=1024, lr=3e-4,
+                                 lr_end=3e-5, device="cuda", logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=5)
         with torch.enable_grad():
-            SAETrainer(cfg_t, sae, single).fit()
-    with DiffusionSteering(sd_hooked, sd_saes[501], SD_HOOK, [0, 1, 2], "ablate", cfg="both",
+            SAETrainer(cfg_t, sd_saes[t], source).fit()
+    # the latents that fire most on the house prompts (every 4th prompt, 256 tokens each) at t=501
+    house_rows = torch.cat([torch.arange(256) + 256 * i for i in range(1, len(prompts), 4)])
+    house_latents = sd_saes[501].encode(sd_acts[501][house_rows].cuda()).mean(0).topk(5).indices.tolist()
+    generator = torch.Generator("cuda").manual_seed(0)
+    plain_image = sd("a house with a chimney", num_inference_steps=50, generator=generator).images[0]
+    with DiffusionSteering(sd_hooked, sd_saes[501], SD_HOOK, house_latents, "ablate", cfg="both",
                            window=StepWindow(timesteps=(300, 701)), num_inference_steps=50):
-        steered = sd("a house with a chimney", num_inference_steps=50,
-                     generator=torch.Generator("cuda").manual_seed(0)).images[0]
-    steered.save(OUT / "sd_steered.png")
+        generator = torch.Generator("cuda").manual_seed(0)
+        steered_image = sd("a house with a chimney", num_inference_steps=50, generator=generator).images[0]
+    plain_image.save(OUT / "sd_plain.png")
+    steered_image.save(OUT / "sd_steered.png")
