@@ -11,6 +11,7 @@ BENCHMARKS = {
     "multilevel": "sae_causal_plugin.bench.multilevel",
     "diffusion-overhead": "sae_causal_plugin.bench.diffusion_overhead",
     "diffusion-world": "sae_causal_plugin.bench.diffusion_world",
+    "language-world": "sae_causal_plugin.bench.language_world",
 }
 
 

@@ -1,0 +1,46 @@
+"""``python -m sae_causal_plugin.bench language-world``: the language world's headline figures.
+
+Runs :func:`~sae_causal_plugin.worlds.language_world.run_language_world` (SAE through SAELens,
+concept graph, steering) and prints its figures; with ``--json`` the last line is one JSON object
+with the keys ``edge_f1``, ``steer_mass_ratio``, ``ppl_increase``, ``ablation_mass_fraction``,
+``seconds`` (and per-concept details).  Targets: edge F1 >= 0.85, mass ratio >= 5 with perplexity
++<= 10 %, ablation fraction < 0.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sae_causal_plugin.bench language-world", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SAE training and the text draws")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
+    parser.add_argument("--out", type=Path, default=None, help="also save the trained SAE under this folder")
+    parser.add_argument("--steer-scale", type=float, default=None,
+                        help="steering value in units of the latent's mean firing activation (default 2)")
+    parser.add_argument("--training-tokens", type=int, default=None, help="SAE training tokens (default 600000)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    from sae_causal_plugin.worlds.language_world import run_language_world
+
+    options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens))
+               if v is not None}
+    run = run_language_world(args.seed, out_dir=args.out, progress=not args.no_progress, **options)
+    m = run.metrics
+    print(f"edge F1 {m['edge_f1']:.3f} (precision {m['edge_precision']:.3f}, recall {m['edge_recall']:.3f}; "
+          f"target >= 0.85)")
+    print(f"steer mass ratio {m['steer_mass_ratio']:.2f} (min {m['steer_mass_ratio_min']:.2f}; target >= 5), "
+          f"perplexity +{100 * m['ppl_increase']:.1f}% (max +{100 * m['ppl_increase_max']:.1f}%; target <= 10%)")
+    print(f"ablation mass fraction {m['ablation_mass_fraction']:.3f} (max {m['ablation_mass_fraction_max']:.3f}; "
+          f"target < 0.10)")
+    print(f"seconds {m['seconds']:.0f}")
+    if args.json:
+        print(json.dumps(m))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""``run_language_world``: the whole idea on the shipped language model, end to end.
+
+Loads the shipped model, trains a hierarchical SAE at one hook through SAELens's
+``LanguageModelSAETrainingRunner``, recovers the concept graph from the SAE's co-firing on fresh
+text, matches latents to the true concepts (names them), scores the graph against the true
+taxonomy, and measures concept steering:
+
+* ``edge_f1``: recovered vs true taxonomy edges (:func:`.saes.score_taxonomy_recovery`);
+* ``steer_mass_ratio``: adding a category's latent multiplies the probability mass of the
+  category's items at entity slots of text about other categories by this factor (geometric mean
+  over categories); ``ppl_increase``: the relative perplexity change of that text under the same
+  steering (mean over categories);
+* ``ablation_mass_fraction``: ablating a subcategory's latent with its descendants in the
+  recovered graph leaves this fraction of its items' mass at entity slots of text about it (mean
+  over subcategories).
+
+A concept with no matched latent cannot be steered: it counts as ratio 1 / fraction 1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sae_causal_plugin.graph import recover_concept_graph
+from sae_causal_plugin.steering.language import LanguageSteering, generate
+from sae_causal_plugin.worlds.language_world import measure
+from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
+from sae_causal_plugin.worlds.language_world.model import load_language_world
+from sae_causal_plugin.worlds.language_world.saes import (
+    DEFAULT_HOOK,
+    collect_activations,
+    default_sae_config,
+    latent_firing,
+    match_latents_to_concepts,
+    name_latents,
+    score_taxonomy_recovery,
+    train_layer_sae,
+)
+from sae_causal_plugin.worlds.language_world.taxonomy import LEVEL_NAMES
+from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+
+#: documented defaults of :func:`run_language_world`.
+DEFAULTS: dict[str, Any] = dict(
+    hook_name=DEFAULT_HOOK,
+    training_tokens=600_000,
+    n_eval_documents=1024,
+    steer_scale=2.0,
+    example_prompt="the tasty sweet apple eaten juicy crisp . the",
+    example_target="vehicle",
+)
+
+
+def run_language_world(
+    seed: int = 0,
+    *,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> WorldRun:
+    """Train, recover, score and steer on the language world; see the module docstring.
+
+    ``options`` override :data:`DEFAULTS`.  With ``out_dir`` the SAE is saved under
+    ``out_dir / "saes" / "layer_sae"`` (a stock SAELens directory plus ``hierarchy.json``).
+    """
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; known: {sorted(DEFAULTS)}")
+    opt = {**DEFAULTS, **options}
+    start = time.perf_counter()
+    bar = tqdm(total=5, desc="language world", disable=not progress)
+    torch.manual_seed(seed)
+    world = load_language_world()
+    model, taxonomy = world.model, world.taxonomy
+    hook = opt["hook_name"]
+
+    bar.set_postfix_str("training the SAE through SAELens")
+    sae_dir = Path(out_dir) / "saes" / "layer_sae" if out_dir is not None else None
+    sae, saved = train_layer_sae(model, hook_name=hook, seed=seed, training_tokens=opt["training_tokens"],
+                                 sae_config=default_sae_config(int(model.cfg.d_model)), out_dir=sae_dir)
+    bar.update()
+
+    bar.set_postfix_str("recovering the concept graph")
+    corpus = generate_corpus(opt["n_eval_documents"], seed=seed + 1000, taxonomy=taxonomy)
+    x, active = collect_activations(model, corpus, hook)
+    graph = recover_concept_graph(sae, x)
+    match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts)
+    scores = score_taxonomy_recovery(graph, match, taxonomy)
+    named = name_latents(graph, match, taxonomy)
+    latent_of = {concept: latent for latent, (concept, _) in match.items()}
+    bar.update()
+
+    bar.set_postfix_str("steering toward categories")
+    per_category: dict[str, dict[str, float]] = {}
+    for category in taxonomy.categories:
+        latent = latent_of.get(category)
+        if latent is None:
+            per_category[category] = dict(mass_ratio=1.0, ppl_increase=0.0, matched=0.0)
+            continue
+        value = opt["steer_scale"] * measure.typical_activation(sae, x, latent)
+        steering = LanguageSteering(model, sae, [latent], "add", value, hook_name=hook)
+        per_category[category] = measure.category_steering(model, steering, taxonomy, category, seed=seed + 2000)
+    bar.update()
+
+    bar.set_postfix_str("ablating subcategories")
+    per_sub: dict[str, dict[str, float]] = {}
+    for sub in taxonomy.subcategories:
+        latent = latent_of.get(sub)
+        if latent is None:
+            per_sub[sub] = dict(mass_fraction=1.0, matched=0.0)
+            continue
+        steering = LanguageSteering(model, sae, [latent], "ablate", hook_name=hook,
+                                    include_descendants=latent in graph, graph=graph)
+        per_sub[sub] = {**measure.subcategory_ablation(model, steering, taxonomy, sub, seed=seed + 3000),
+                        "n_latents": float(len(steering.latents))}
+    bar.update()
+
+    bar.set_postfix_str("steering example")
+    examples = _examples(model, sae, hook, world, latent_of, x, opt)
+    bar.update()
+    bar.close()
+
+    ratios = [max(r["mass_ratio"], 1e-12) for r in per_category.values()]
+    metrics: dict[str, Any] = dict(
+        edge_f1=scores["edge_f1"],
+        edge_precision=scores["edge_precision"],
+        edge_recall=scores["edge_recall"],
+        steer_mass_ratio=math.exp(sum(map(math.log, ratios)) / len(ratios)),
+        steer_mass_ratio_min=min(ratios),
+        ppl_increase=sum(r["ppl_increase"] for r in per_category.values()) / len(per_category),
+        ppl_increase_max=max(r["ppl_increase"] for r in per_category.values()),
+        ablation_mass_fraction=sum(r["mass_fraction"] for r in per_sub.values()) / len(per_sub),
+        ablation_mass_fraction_max=max(r["mass_fraction"] for r in per_sub.values()),
+        n_matched_latents=scores["n_matched_latents"],
+        n_recovered_edges=scores["n_recovered_edges"],
+        n_true_edges=scores["n_true_edges"],
+        seed=seed,
+        hook_name=hook,
+        steer_scale=opt["steer_scale"],
+        per_category={c: {k: float(v) for k, v in r.items()} for c, r in per_category.items()},
+        per_subcategory={s: {k: float(v) for k, v in r.items()} for s, r in per_sub.items()},
+        seconds=time.perf_counter() - start,
+    )
+    description = (
+        "A tiny HookedTransformer (2 layers, d_model 64) trained by the project on a synthetic language "
+        f"with a known taxonomy ({len(taxonomy.categories)} categories, {len(taxonomy.subcategories)} "
+        f"subcategories, {len(taxonomy.items)} items). A hierarchical BatchTopK SAE at {hook} is trained "
+        "through SAELens's LanguageModelSAETrainingRunner; the concept graph comes from its latents' "
+        "co-firing on fresh text; latents are named by the true concept whose presence their firing "
+        "matches best (Hungarian matching on firing F1)."
+    )
+    return WorldRun(world="language", learned_graph=named, true_graph=taxonomy.true_graph(), metrics=metrics,
+                    steering_examples=examples, sae_dirs={hook: saved} if saved is not None else {},
+                    description=description)
+
+
+def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExample]:
+    taxonomy = world.taxonomy
+    target = opt["example_target"]
+    latent = latent_of.get(target)
+    if latent is None:
+        return [SteeringExample(title=f"steer toward {target}", before="", after="",
+                                note=f"no SAE latent matched {target!r}; nothing to steer")]
+    prompt = world.encode(opt["example_prompt"])
+    value = opt["steer_scale"] * measure.typical_activation(sae, x, latent)
+    steering = LanguageSteering(model, sae, [latent], "add", value, hook_name=hook)
+    new = min(12, int(model.cfg.n_ctx) - prompt.shape[1])
+    before = world.decode(generate(model, prompt, max_new_tokens=new)[0])
+    after = world.decode(generate(model, prompt, max_new_tokens=new, steering=steering)[0])
+    m_before = measure.category_masses(model, prompt, taxonomy)
+    m_after = measure.category_masses(model, prompt, taxonomy, steering)
+    table = [{"category": c, "item mass before": round(m_before[c], 4), "item mass after": round(m_after[c], 4)}
+             for c in taxonomy.categories]
+    return [SteeringExample(
+        title=f"add the '{target}' latent (#{latent}) at {hook}",
+        before=str(before), after=str(after),
+        note=(f"greedy continuation of {opt['example_prompt']!r}; the latent's decoder direction is added at every "
+              f"position with value {value:.2f} ({opt['steer_scale']} x its mean firing activation), keeping the "
+              "SAE's reconstruction error; the table gives each category's item mass at the next token"),
+        table=table,
+    )]
+
+
+__all__ = ["DEFAULTS", "LEVEL_NAMES", "run_language_world"]

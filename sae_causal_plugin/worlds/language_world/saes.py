@@ -1,0 +1,188 @@
+"""SAEs on the language world: trained through SAELens's runner, scored against the taxonomy.
+
+* :func:`train_layer_sae`: one hierarchical SAE at one hook (the hierarchy lives inside it),
+  trained by ``LanguageModelSAETrainingRunner`` offline (``override_model``, ``override_dataset``).
+* :func:`collect_activations`: activations and per-token concept labels at any hook.
+* :func:`match_latents_to_concepts`: one-to-one latent <-> concept matching by firing agreement.
+* :func:`score_taxonomy_recovery`: edge precision / recall / F1 of a recovered graph against the
+  true taxonomy; :func:`name_latents` labels graph nodes by their matched concepts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.worlds.language_world.corpus import Corpus, generate_corpus
+from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+DEFAULT_HOOK = "blocks.0.hook_resid_post"
+#: the SAEs train and are scored on the words that name concepts: cue words and entity nouns
+#: (items, ``thing``, ``one``); every other token is left out (SAELens ``exclude_special_tokens``).
+CONTENT_KINDS = ("cues", "nouns")
+#: latent <-> concept matches below this firing F1 are dropped.
+DEFAULT_MIN_MATCH = 0.5
+
+
+def corpus_dataset(tokens: Tensor) -> Any:
+    """Token rows as an in-memory HuggingFace ``Dataset`` with an ``input_ids`` column."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": tokens.tolist()})
+
+
+def default_sae_config(d_in: int, **overrides: Any) -> Any:
+    """The hierarchical BatchTopK config used for the language world (``overrides`` win)."""
+    from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAEConfig
+
+    kwargs: dict[str, Any] = dict(d_in=d_in, d_sae=128, k=4, hierarchy_update_every=0)
+    kwargs.update(overrides)
+    return HierarchicalBatchTopKTrainingSAEConfig(**kwargs)
+
+
+def train_layer_sae(
+    model: Any,
+    *,
+    hook_name: str = DEFAULT_HOOK,
+    seed: int = 0,
+    training_tokens: int = 300_000,
+    n_documents: int = 4096,
+    sae_config: Any = None,
+    lr: float = 3e-3,
+    batch_size_tokens: int = 1024,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[Any, Path | None]:
+    """Train one SAE at ``hook_name`` through ``LanguageModelSAETrainingRunner``; returns it and its directory.
+
+    The corpus comes from ``seed``; the SAE is saved under ``out_dir`` (as a stock SAELens
+    SAE plus ``hierarchy.json``) when given.  It sees only :func:`content_words`.
+    """
+    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
+
+    n_ctx = int(model.cfg.n_ctx)
+    d_in = int(model.cfg.d_model)
+    cfg_sae = sae_config if sae_config is not None else default_sae_config(d_in)
+    tokens = generate_corpus(n_documents, seed=seed + 1, n_ctx=n_ctx).tokens
+    scratch = None
+    if out_dir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="language_world_sae_")
+        output_path = Path(scratch.name)
+    else:
+        output_path = Path(out_dir)
+    buffer = -(-8 * batch_size_tokens // n_ctx)  # SAELens: buffer rows = n_batches_in_buffer * context
+    cfg = LanguageModelSAERunnerConfig(
+        sae=cfg_sae, model_name="language-world", hook_name=hook_name, dataset_path="in-memory",
+        is_dataset_tokenized=True, streaming=False, context_size=n_ctx,
+        exclude_special_tokens=excluded_token_ids(),
+        training_tokens=training_tokens, train_batch_size_tokens=batch_size_tokens,
+        store_batch_size_prompts=32, n_batches_in_buffer=buffer, prepend_bos=False,
+        disable_concat_sequences=True, device="cpu", seed=seed, lr=lr, lr_warm_up_steps=20,
+        lr_scheduler_name="constant", output_path=str(output_path), checkpoint_path=None,
+        logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=4,
+        dead_feature_window=50, feature_sampling_window=100, verbose=progress,
+    )
+    torch.manual_seed(seed)
+    sae = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=corpus_dataset(tokens)).run()
+    sae.eval()
+    if scratch is not None:
+        scratch.cleanup()
+        return sae, None
+    saved = sorted(p.parent for p in output_path.rglob("cfg.json"))
+    return sae, (saved[0] if saved else output_path)
+
+
+def content_words(taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[str]:
+    """Cue words and entity nouns (items, ``thing``, ``one``)."""
+    cues = [w for c in taxonomy.categories + taxonomy.subcategories for w in taxonomy.cues[c]]
+    return cues + taxonomy.items + ["thing", "one"]
+
+
+def excluded_token_ids(taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[int]:
+    """Token ids the SAEs do not see: everything but :func:`content_words`."""
+    keep = set(content_words(taxonomy))
+    return [i for i, w in enumerate(taxonomy.vocab) if w not in keep]
+
+
+@torch.no_grad()
+def collect_activations(
+    model: Any, corpus: Corpus, hook_name: str = DEFAULT_HOOK, batch_size: int = 256,
+) -> tuple[Float[Tensor, "n d"], Bool[Tensor, "n n_concepts"]]:
+    """Activations at ``hook_name`` of every content word (:func:`content_words`), with its concept labels."""
+    acts = []
+    for chunk in corpus.tokens.split(batch_size):
+        _, cache = model.run_with_cache(chunk, names_filter=hook_name)
+        acts.append(cache[hook_name])
+    keep = ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy)))
+    return torch.cat(acts)[keep], corpus.active[keep]
+
+
+@torch.no_grad()
+def latent_firing(sae: Any, x: Tensor, batch_size: int = 8192) -> Bool[Tensor, "n d_sae"]:
+    return torch.cat([sae.encode(chunk) > 0 for chunk in x.split(batch_size)])
+
+
+def firing_f1(fired: Bool[Tensor, "n d_sae"], active: Bool[Tensor, "n c"]) -> Float[Tensor, "d_sae c"]:
+    """F1 (Dice) agreement of each latent's firing with each concept's presence."""
+    f, a = fired.float(), active.float()
+    both = f.T @ a
+    return 2 * both / (f.sum(0)[:, None] + a.sum(0)[None, :]).clamp_min(1.0)
+
+
+def match_latents_to_concepts(
+    fired: Bool[Tensor, "n d_sae"], active: Bool[Tensor, "n c"], concepts: list[str],
+    min_score: float = DEFAULT_MIN_MATCH,
+) -> dict[int, tuple[str, float]]:
+    """One-to-one ``latent -> (concept, F1)`` by Hungarian matching on firing F1 (kept if >= ``min_score``)."""
+    if fired.shape[0] != active.shape[0] or active.shape[1] != len(concepts):
+        raise ValueError(f"fired {tuple(fired.shape)} and active {tuple(active.shape)} do not pair "
+                         f"with {len(concepts)} concepts")
+    score = firing_f1(fired, active).numpy().astype(np.float64)
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    return {int(r): (concepts[c], float(score[r, c])) for r, c in zip(rows, cols) if score[r, c] >= min_score}
+
+
+def score_taxonomy_recovery(
+    graph: ConceptGraph, match: Mapping[Any, tuple[str, float]], taxonomy: Taxonomy,
+) -> dict[str, float | int]:
+    """Edge precision / recall / F1 of ``graph`` (nodes = latents) against the taxonomy.
+
+    A recovered edge ``c -> p`` counts when the child latent ``c`` is matched to a concept;
+    it is correct when ``p`` is matched too and ``concept(c) -> concept(p)`` is a taxonomy edge.
+    Edges whose child matches no concept (latents of function words, positions) say nothing
+    about the taxonomy and are left out.  Recall is over all taxonomy edges.
+    """
+    true_edges = set(taxonomy.parent.items())
+    concept_of = {k: v[0] for k, v in match.items()}
+    judged = [(c, p) for c, p in graph.edges if c in concept_of]
+    found = {(concept_of[c], concept_of[p]) for c, p in judged
+             if p in concept_of and (concept_of[c], concept_of[p]) in true_edges}
+    correct = sum(1 for c, p in judged if p in concept_of and (concept_of[c], concept_of[p]) in true_edges)
+    precision = correct / len(judged) if judged else 0.0
+    recall = len(found) / len(true_edges)
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return dict(edge_precision=precision, edge_recall=recall, edge_f1=f1, n_true_edges=len(true_edges),
+                n_judged_edges=len(judged), n_recovered_edges=len(graph.edges), n_correct_edges=correct,
+                n_matched_latents=len(match),
+                mean_match_f1=float(np.mean([s for _, s in match.values()])) if match else 0.0)
+
+
+def name_latents(graph: ConceptGraph, match: Mapping[Any, tuple[str, float]], taxonomy: Taxonomy) -> ConceptGraph:
+    """A copy of ``graph`` whose matched nodes carry ``label``/``concept``/``match_f1``/``true_level``."""
+    named = ConceptGraph.from_dict(graph.to_dict())
+    named.meta = dict(graph.meta)
+    for node in named.concepts:
+        if node in match:
+            concept, score = match[node]
+            named.add_concept(node, **{**named.concept_attrs(node), "label": f"{concept} (#{node})", "concept": concept,
+                                       "match_f1": score, "true_level": taxonomy.level(concept)})
+    return named
