@@ -48,7 +48,8 @@ def add_parser(sub: Any) -> None:
                    help="SAE output folder; overrides the config's output_path (default: output_path, "
                         "SAELens's default 'output')")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the files of an existing, non-empty output folder")
+                   help="replace an existing, non-empty output folder (its old files are deleted once "
+                        "the new SAE is saved)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config, the model, the hook and the dataset, print the plan, train nothing")
     p.set_defaults(run=run)
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sae_lens import LanguageModelSAETrainingRunner
 
-    with staged_dir(output, what="output folder") as stage, _quiet_override_warnings():
+    with staged_dir(output, what="output folder", replace=True) as stage, _quiet_override_warnings():
         cfg.output_path = str(stage)
         runner = LanguageModelSAETrainingRunner(cfg, override_model=handle.model, override_dataset=dataset)
         runner.run()

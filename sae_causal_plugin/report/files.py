@@ -28,11 +28,12 @@ def check_target_dir(target: str | Path, *, what: str = "output folder") -> Path
 
 
 @contextmanager
-def staged_dir(target: str | Path, *, what: str = "output folder") -> Iterator[Path]:
+def staged_dir(target: str | Path, *, what: str = "output folder", replace: bool = False) -> Iterator[Path]:
     """Yield a staging folder whose files replace those of ``target`` on success.
 
-    Files already in ``target`` that the staging folder does not hold are kept, so other
-    tools' outputs in the same folder survive.
+    By default files already in ``target`` that the staging folder does not hold are kept, so
+    other tools' outputs in the same folder survive; with ``replace=True`` the whole folder is
+    swapped for the staging folder (two renames) and its old content deleted.
     """
     target = check_target_dir(target, what=what)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,10 @@ def staged_dir(target: str | Path, *, what: str = "output folder") -> Iterator[P
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the target gets normal rights
     try:
         yield staging
-        _publish(staging, target)
+        if replace and target.exists():
+            _swap(staging, target)
+        else:
+            _publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -49,6 +53,13 @@ def _umask() -> int:
     current = os.umask(0o022)
     os.umask(current)
     return current
+
+
+def _swap(staging: Path, target: Path) -> None:
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rename(target, old / target.name)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _publish(staging: Path, target: Path) -> None:

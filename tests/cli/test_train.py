@@ -97,3 +97,13 @@ def test_the_help_example_config_is_valid(tmp_path):
     spec.sae["d_in"] = 64
     cfg = build_runner_config(spec)
     assert cfg.sae.k == 4 and cfg.hook_name == "blocks.1.hook_resid_post" and not cfg.logger.log_to_wandb
+
+
+def test_overwrite_replaces_the_whole_folder(tmp_path, model_dir, dataset_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.json").write_text("{}")
+    config = write_yaml(tmp_path / "c.yaml", train_config(model_dir, dataset_file, out, training_tokens=1024))
+    assert main(["train", str(config), "--overwrite"]) == 0
+    assert (out / "cfg.json").is_file() and not (out / "stale.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "out"]
