@@ -201,7 +201,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-NOISE_LEVELS = (0.0, 0.1, 0.2, 0.4, 0.8)
+NOISE_LEVELS = (0.1, 0.4, 0.8)
 LEAKAGE_LEVELS = (0.1, 0.3, 0.6)
 
 
@@ -217,7 +217,7 @@ def sweep(cfg: BenchConfig, seeds: list[int], methods: tuple[str, ...], out_png:
     for leakage in LEAKAGE_LEVELS:
         points.append(("leakage", leakage, replace(cfg, leakage=leakage)))
     slots = cfg.concepts_per_level[-2] * cfg.parents
-    for n_fine in sorted({slots, round(slots * 5 / 6), round(slots * 2 / 3), round(slots / 2)}, reverse=True):
+    for n_fine in sorted({slots, round(slots * 2 / 3), round(slots / 2)}, reverse=True):
         points.append(("multi_parent", -1.0, replace(cfg, concepts_per_level=[*cfg.concepts_per_level[:-1], n_fine])))
     table = []
     done: dict[str, list[dict[str, Any]]] = {}  # a world on several axes is trained once
