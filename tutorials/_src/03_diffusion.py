@@ -54,7 +54,7 @@ logging.getLogger("sae_lens").setLevel(logging.ERROR)
 OUT = Path("tutorial_outputs/03")
 OUT.mkdir(parents=True, exist_ok=True)
 torch.manual_seed(0)
-torch.set_grad_enabled(False)  # inference everywhere except inside SAETrainer, which enables it itself
+torch.set_grad_enabled(False)  # inference everywhere; the training cells switch gradients on with torch.enable_grad()
 
 
 def show(images, titles, path):
