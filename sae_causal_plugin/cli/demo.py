@@ -75,18 +75,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def steer_hint(world_run: Any, out_dir: Any) -> str:
-    """A ready ``sae-causal steer`` command for the language world's first matched category."""
+    """A ready ``sae-causal steer`` command: push a prompt about one category toward another.
+
+    Language world only: the first category matched to a latent is the target, the prompt is
+    ``the`` plus a cue word of a different category (from the world's taxonomy).
+    """
     if world_run.world != "language" or len(world_run.sae_dirs) != 1:
         return ""
+    from sae_causal_plugin.worlds.language_world import DEFAULT_TAXONOMY
+
     graph = world_run.learned_graph
-    matched = [graph.concept_attrs(n).get("concept") for n in graph.concepts]
-    category = next((c for c in matched if c is not None
-                     and c in set(world_run.true_graph.concepts) and not world_run.true_graph.parents(c)), None)
+    matched = {graph.concept_attrs(n).get("concept") for n in graph.concepts}
+    category = next((c for c in DEFAULT_TAXONOMY.categories if c in matched), None)
     if category is None:
         return ""
+    other = next(c for c in DEFAULT_TAXONOMY.categories if c != category)
+    prompt = f"the {DEFAULT_TAXONOMY.cues[other][0]}"
     sae_dir = next(iter(world_run.sae_dirs.values()))
     return (f"sae-causal steer --sae {sae_dir} --graph {out_dir / 'concept_graph.json'} "
-            f"--concept {category} --mode add --value 8 --prompt 'the'")
+            f"--concept {category} --mode add --value 8 --prompt '{prompt}' --max-new-tokens 12")
 
 
 def summary(metrics: dict[str, Any], world: str) -> str:

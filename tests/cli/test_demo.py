@@ -38,7 +38,7 @@ def test_demo_writes_the_report_and_says_where(tmp_path, monkeypatch, capsys):
     assert str((out / "index.html").resolve()) in printed
     assert "edge_f1" in printed and "not reached" in printed  # 0.8 < 0.85, said honestly
     assert f"sae-causal steer --sae {out / 'saes' / 'layer'} --graph {out / 'concept_graph.json'} " \
-           "--concept animal" in printed
+           "--concept animal --mode add --value 8 --prompt 'the tasty'" in printed
 
 
 def test_world_without_a_demo_exits_nonzero_with_a_message(tmp_path, monkeypatch, capsys):
