@@ -87,8 +87,10 @@ print(f"{sae.cfg.architecture()} SAE at {hook}: {sae.cfg.d_sae} latents, {len(ma
 print({c: latent_of.get(c) for c in taxonomy.categories + taxonomy.subcategories})
 print(f"recovered {graph}; edge precision {scores['edge_precision']:.2f}, recall {scores['edge_recall']:.2f}, "
       f"F1 {scores['edge_f1']:.2f} against the true taxonomy")
-named = world_saes.name_latents(graph, match, taxonomy)
-named.subgraph([n for n in named.concepts if n in match]).draw(OUT / "named_graph.png", title="named latents")
+named = world_saes.name_latents(graph, match, taxonomy).subgraph([n for n in graph.concepts if n in match])
+for node in named.concepts:
+    named.add_concept(node, label=match[node][0])  # short labels for the picture: the concept's name
+named.draw(OUT / "named_graph.png", title="recovered graph on the latents named after a concept")
 display(Image(filename=str(OUT / "named_graph.png")))
 
 # %% [markdown]
