@@ -160,8 +160,9 @@ for name, row in rows.items():
 # Read the table for what it is: one seed of a tiny world. On the project's benchmark (256
 # features, 3 training seeds, `python -m sae_causal_plugin.bench synthetic-hierarchy`) the
 # hierarchical SAE improves F1 and MCC over SAELens's BatchTopK, Matryoshka and JumpReLU SAEs on two
-# of three hierarchies and reduces absorption, but edge recovery from any of these SAEs stays far
-# from perfect; the README lists the measured figures and where the method loses.
+# of three hierarchies (JumpReLU wins the third); absorption stays well above zero for every
+# architecture and edge recovery from any of these SAEs is far from perfect. The README lists the
+# measured figures and where the method loses.
 
 # %% [markdown]
 # ## Save, and load back with plain SAELens
