@@ -5,8 +5,8 @@
 # fires together with `animal`, one latent for `dog + animal` is sparser than two latents, so the
 # `animal` latent stops firing on dogs and the hierarchy disappears from the dictionary.
 # `sae_causal_plugin` adds *causal-minimality* terms to SAELens's own SAEs (no duplicated decoder
-# directions, optional selection-consistency and graph-sparsity terms) so that the learned latents
-# keep the hierarchy.
+# directions, optional selection-consistency and graph-sparsity terms) meant to make the learned
+# latents keep the hierarchy.
 #
 # This notebook shows that adopting it is a **one-line change** of an existing SAELens script:
 #
