@@ -74,7 +74,7 @@ print("\nnext-token item mass per category after", repr(world.decode(prompt[0]))
 
 # %%
 with torch.enable_grad():
-    training_sae, sae_dir = world_saes.train_layer_sae(model, training_tokens=300_000, out_dir=OUT / "sae")
+    training_sae, sae_dir = world_saes.train_layer_sae(model, training_tokens=200_000, out_dir=OUT / "sae")
 sae = SAE.load_from_disk(str(sae_dir)).eval()
 hook = sae.cfg.metadata.hook_name
 corpus = generate_corpus(1024, seed=1000)
