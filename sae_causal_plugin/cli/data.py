@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sae_causal_plugin.cli.errors import UserError
@@ -160,6 +160,17 @@ def load_activations(path_str: str, d_in: int) -> Float[Tensor, "n d_in"]:
     return acts.reshape(-1, d_in).float()
 
 
+def kept_positions(
+    handle: ModelHandle, tokens: Int[Tensor, "n context"], *, drop_bos: bool = True,
+    exclude_tokens: list[int] | None = None,
+) -> Bool[Tensor, "n context"]:
+    """Positions whose activations an SAE reads: not ``<bos>`` (when ``drop_bos``), not in ``exclude_tokens``."""
+    excluded = list(exclude_tokens or [])
+    if drop_bos and handle.bos_id is not None:
+        excluded.append(int(handle.bos_id))
+    return ~torch.isin(tokens, torch.tensor(sorted(set(excluded)), dtype=torch.long))
+
+
 def hook_activations(
     handle: ModelHandle,
     hook_name: str,
@@ -169,21 +180,14 @@ def hook_activations(
     drop_bos: bool = True,
     exclude_tokens: list[int] | None = None,
 ) -> Iterator[Float[Tensor, "rows d"]]:
-    """Stream ``[rows, d]`` activations of ``hook_name`` over ``tokens``.
+    """Stream ``[rows, d]`` activations of ``hook_name`` at the :func:`kept_positions` of ``tokens``.
 
-    Positions holding ``<bos>`` (when ``drop_bos``) or a token of ``exclude_tokens`` are dropped,
-    as SAELens's ``exclude_special_tokens`` drops them in training.
+    Rows come in row-major order, as SAELens's ``exclude_special_tokens`` drops positions in training.
     """
-    model = handle.model
-    excluded = list(exclude_tokens or [])
-    if drop_bos and handle.bos_id is not None:
-        excluded.append(int(handle.bos_id))
-    excluded_ids = torch.tensor(sorted(set(excluded)), dtype=torch.long)
+    keep = kept_positions(handle, tokens, drop_bos=drop_bos, exclude_tokens=exclude_tokens)
     for start in range(0, tokens.shape[0], batch_size):
         batch = tokens[start : start + batch_size]
         with torch.no_grad():
-            _, cache = model.run_with_cache(batch, names_filter=[hook_name])
-        acts = cache[hook_name]
-        acts = acts.reshape(*batch.shape, -1)
-        keep = ~torch.isin(batch, excluded_ids)
-        yield acts[keep].float()
+            _, cache = handle.model.run_with_cache(batch, names_filter=[hook_name])
+        acts = cache[hook_name].reshape(*batch.shape, -1)
+        yield acts[keep[start : start + batch_size]].float()

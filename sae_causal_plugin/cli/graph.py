@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 from sae_causal_plugin.graph.recovery import (
@@ -60,53 +61,78 @@ def add_parser(sub: Any) -> None:
                    help="a latent fires when its code exceeds this (default 0: any non-zero code)")
     p.add_argument("--max-drawn", type=int, default=200,
                    help="concepts drawn in the PNG, those with most edges first (default 200)")
+    p.add_argument("--no-labels", action="store_true",
+                   help="with --dataset language-world, do not name latents by the true concept their "
+                        "firing matches best")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae_causal_plugin.cli.data import hook_activations, load_activations, load_tokens
     from sae_causal_plugin.cli.errors import UserError
-    from sae_causal_plugin.cli.models import load_model
-    from sae_causal_plugin.cli.sae_dirs import (
-        check_sae_fits_hook,
-        load_sae_dir,
-        model_and_hook,
-        saved_field,
-    )
+    from sae_causal_plugin.cli.sae_dirs import load_sae_dir
     from sae_causal_plugin.graph import recover_concept_graph
     from sae_causal_plugin.report.files import check_target_dir, staged_dir
+    from sae_causal_plugin.report.writer import drawn_part
 
     if args.max_drawn < 1 or args.batch_size < 1 or args.tokens < 1:
         raise UserError("--max-drawn, --batch-size and --tokens must be at least 1")
     check_target_dir(args.out, what="--out folder")
     sae = load_sae_dir(args.sae)
-    if args.activations:
-        if args.model or args.hook:
-            model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
-            check_sae_fits_hook(sae, load_model(model), hook, args.sae)
-        activations: Any = load_activations(args.activations, int(sae.cfg.d_in))
-    else:
-        model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
-        handle = load_model(model)
-        check_sae_fits_hook(sae, handle, hook, args.sae)
-        context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)
-        tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens,
-                             seed=args.seed)
-        excluded = saved_field(sae, "exclude_special_tokens")
-        activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size,
-                                       exclude_tokens=excluded if isinstance(excluded, list) else None)
+    source = activation_source(args, sae)
     graph = recover_concept_graph(
-        sae, activations,
+        sae, source.activations,
         min_conditional=args.min_conditional, min_support=args.min_support, min_lift=args.min_lift,
         explain_margin=args.explain_margin, min_activation=args.min_activation,
         show_progress=not args.no_progress,
     )
     graph.meta["sae"] = str(args.sae)
+    if source.world_labels and not args.no_labels:
+        from sae_causal_plugin.cli.labels import name_by_language_world
+
+        graph, n_named = name_by_language_world(
+            graph, sae, source.handle, source.hook, n_documents=source.n_rows, seed=args.seed,
+            exclude_tokens=source.excluded)
+        print(f"named {n_named} latents by the language world's true concepts")
     with staged_dir(args.out, what="--out folder") as stage:
         graph.save_json(stage / "concept_graph.json")
         graph.to_graphml(stage / "concept_graph.graphml")
-        graph.draw(stage / "concept_graph.png", max_nodes=args.max_drawn)
+        graph.subgraph(drawn_part(graph)).draw(stage / "concept_graph.png", max_nodes=args.max_drawn)
     print(f"concept graph: {len(graph)} concepts, {len(graph.edges)} edges -> {args.out}/"
           f"{{{','.join(OUTPUT_FILES)}}}")
     return 0
+
+
+@dataclass
+class Source:
+    """Where the activations come from, and what the labelling step needs to redo it."""
+
+    activations: Any
+    handle: Any = None
+    hook: str | None = None
+    n_rows: int = 0
+    excluded: list[int] | None = None
+    world_labels: bool = False
+
+
+def activation_source(args: argparse.Namespace, sae: Any) -> Source:
+    """``--activations`` file, or the model's hook over ``--dataset`` (checked against the SAE)."""
+    from sae_causal_plugin.cli.data import hook_activations, load_activations, load_tokens
+    from sae_causal_plugin.cli.models import LANGUAGE_WORLD, load_model
+    from sae_causal_plugin.cli.sae_dirs import check_sae_fits_hook, model_and_hook, saved_field
+
+    if args.activations:
+        if args.model or args.hook:
+            model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+            check_sae_fits_hook(sae, load_model(model), hook, args.sae)
+        return Source(load_activations(args.activations, int(sae.cfg.d_in)))
+    model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+    handle = load_model(model)
+    check_sae_fits_hook(sae, handle, hook, args.sae)
+    context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)
+    tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens, seed=args.seed)
+    excluded = saved_field(sae, "exclude_special_tokens")
+    excluded = excluded if isinstance(excluded, list) else None
+    activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size, exclude_tokens=excluded)
+    world_labels = args.dataset == LANGUAGE_WORLD and handle.world is not None
+    return Source(activations, handle, hook, int(tokens.shape[0]), excluded, world_labels)

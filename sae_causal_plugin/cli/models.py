@@ -39,6 +39,8 @@ class ModelHandle:
     #: toy-world corpus generator ``(n_documents, seed) -> tokens [n, n_ctx]``, if the model has one.
     world_tokens: Callable[[int, int], Int[Tensor, "n ctx"]] | None = None
     bos_id: int | None = None
+    #: the toy world (``LanguageWorld``: model, taxonomy) when the model is one.
+    world: Any = None
 
     def hook_width(self, hook_name: str) -> int:
         """Channels an SAE sees at ``hook_name`` (heads x d_head for per-head hooks); ``UserError`` if no such hook."""
@@ -120,7 +122,7 @@ def _language_world(directory: Path | None) -> ModelHandle:
 
     bos = world.taxonomy.token_id.get("<bos>")
     return ModelHandle(world.model, LANGUAGE_WORLD, encode, lambda t: str(world.decode(t)),
-                       world_tokens, bos)
+                       world_tokens, bos, world)
 
 
 def _local_folder(path: Path, device: str) -> ModelHandle:
