@@ -2,7 +2,7 @@
 
 A sentence names one item at one of four depths (``C`` / ``S`` = a cue word of the category /
 subcategory, ``I`` = the item, ``Pc`` / ``Ps`` / ``Pi`` = a predicate of the category /
-subcategory / item; ``[thing]`` is present half of the time; ``Pc`` and ``Ps`` come in either order):
+subcategory / item; ``[thing]`` is present half of the time; the predicates come in a random order):
 
 =============  ======================================  ==========================
 kind           words                                   concepts it names
@@ -13,8 +13,8 @@ item           ``the C S I Pc Ps Pi .``                category, subcategory, it
 bare           ``the I Pc Ps Pi .``                    category, subcategory, item
 =============  ======================================  ==========================
 
-So after any word that names a concept, a predicate of that concept may follow: the model has to
-carry each named level forward.  A document (``<bos>`` + sentences, cut to ``n_ctx`` tokens) is
+So right after a noun, a predicate of any level it names may follow: the model has to carry each
+named level at the noun.  A document (``<bos>`` + sentences, cut to ``n_ctx`` tokens) is
 about a *topic item*: each sentence names it at a random depth, and after each sentence the topic
 switches to a uniformly drawn item with probability ``topic_switch``.  Cue words and predicates
 are uniform within their concept.  The concepts *active* at a position are those its sentence
@@ -69,7 +69,10 @@ def make_sentence(
     p_cat = rng.choice(taxonomy.predicates[category])
     p_sub = rng.choice(taxonomy.predicates[sub])
     p_item = rng.choice(taxonomy.predicates[item])
-    pair = [p_cat, p_sub] if rng.random() < 0.5 else [p_sub, p_cat]
+    pair = [p_cat, p_sub]
+    rng.shuffle(pair)
+    triple = [p_cat, p_sub, p_item]
+    rng.shuffle(triple)
     if kind == "category":
         words = ["the", c_cue] + (["thing"] if rng.random() < 0.5 else []) + [p_cat, "."]
         sub = item = None
@@ -77,9 +80,9 @@ def make_sentence(
         words = ["the", c_cue, s_cue, "one", *pair, "."]
         item = None
     elif kind == "item":
-        words = ["the", c_cue, s_cue, item, *pair, p_item, "."]
+        words = ["the", c_cue, s_cue, item, *triple, "."]
     else:
-        words = ["the", item, *pair, p_item, "."]
+        words = ["the", item, *triple, "."]
     levels, named = [], set()
     for w in words:  # what the sentence has named so far (see Corpus)
         named.update(taxonomy.evoked[w])

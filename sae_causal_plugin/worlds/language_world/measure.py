@@ -14,6 +14,7 @@ Entity slots (:func:`entity_slots`) are the positions whose next token can be an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,15 +26,19 @@ from sae_causal_plugin.worlds.language_world.corpus import entity_slot_mask, gen
 from sae_causal_plugin.worlds.language_world.taxonomy import Taxonomy
 
 
+#: builds the steering for one batch of tokens (so positions can depend on the text), or None.
+SteeringFor = Callable[[Tensor], LanguageSteering]
+
+
 @torch.no_grad()
-def _run(model: Any, tokens: Tensor, steering: LanguageSteering | None, batch_size: int = 128):
+def _run(model: Any, tokens: Tensor, steering_for: SteeringFor | None, batch_size: int = 128):
     """Next-token probabilities ``[n, seq, vocab]`` and per-token NLL ``[n, seq-1]``."""
     probs, nll = [], []
     for chunk in tokens.split(batch_size):
-        if steering is None:
+        if steering_for is None:
             logits = model(chunk)
         else:
-            with steering:
+            with steering_for(chunk):
                 logits = model(chunk)
         logp = logits.float().log_softmax(-1)
         probs.append(logp.exp())
@@ -56,7 +61,7 @@ def other_category_corpus(taxonomy: Taxonomy, target: str, n_documents: int, see
 
 
 def category_steering(
-    model: Any, steering: LanguageSteering, taxonomy: Taxonomy, target: str, *,
+    model: Any, steering: SteeringFor, taxonomy: Taxonomy, target: str, *,
     n_documents: int = 192, seed: int = 0,
 ) -> dict[str, float]:
     """Mass of ``target``'s items at entity slots and text NLL on other-category text, before / after."""
@@ -74,7 +79,7 @@ def category_steering(
 
 
 def subcategory_ablation(
-    model: Any, steering: LanguageSteering, taxonomy: Taxonomy, sub: str, *,
+    model: Any, steering: SteeringFor, taxonomy: Taxonomy, sub: str, *,
     n_documents: int = 96, seed: int = 0,
 ) -> dict[str, float]:
     """Mass of ``sub``'s items at the entity slots of documents about ``sub``, before / after."""
@@ -89,10 +94,16 @@ def subcategory_ablation(
 
 @torch.no_grad()
 def category_masses(model: Any, tokens: Int[Tensor, "1 seq"], taxonomy: Taxonomy,
-                    steering: LanguageSteering | None = None) -> dict[str, float]:
+                    steering: SteeringFor | None = None) -> dict[str, float]:
     """Next-token probability mass of each category's items after ``tokens``."""
     probs = _run(model, tokens, steering)[0][0, -1]
     return {c: float(probs[taxonomy.item_token_ids(c)].sum()) for c in taxonomy.categories}
+
+
+def noun_positions(tokens: Int[Tensor, "n seq"], taxonomy: Taxonomy) -> Bool[Tensor, "n seq"]:
+    """Entity nouns: items, ``thing`` and ``one`` (where the noun SAE reads)."""
+    ids = [taxonomy.token_id[w] for w in taxonomy.items + ["thing", "one"]]
+    return torch.isin(tokens, torch.tensor(ids))
 
 
 def typical_activation(sae: Any, x: Float[Tensor, "n d"], latent: int) -> float:

@@ -6,7 +6,8 @@ text, matches latents to the true concepts (names them), scores the graph agains
 taxonomy, and measures concept steering:
 
 * ``edge_f1``: recovered vs true taxonomy edges (:func:`.saes.score_taxonomy_recovery`);
-* ``steer_mass_ratio``: adding a category's latent multiplies the probability mass of the
+* ``steer_mass_ratio``: adding a category's latent (at every position, or at the entity nouns with
+  ``steer_positions="nouns"``) multiplies the probability mass of the
   category's items at entity slots of text about other categories by this factor (geometric mean
   over categories); ``ppl_increase``: the relative perplexity change of that text under the same
   steering (mean over categories);
@@ -48,9 +49,14 @@ from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 #: documented defaults of :func:`run_language_world`.
 DEFAULTS: dict[str, Any] = dict(
     hook_name=DEFAULT_HOOK,
-    training_tokens=600_000,
+    training_tokens=300_000,
+    d_sae=48,
+    k=3,
+    nested_coefficient=3.0,
+    level_widths=[4, 12],
     n_eval_documents=1024,
     steer_scale=2.0,
+    steer_positions="all",
     example_prompt="the tasty sweet apple eaten juicy crisp . the",
     example_target="vehicle",
 )
@@ -81,8 +87,10 @@ def run_language_world(
 
     bar.set_postfix_str("training the SAE through SAELens")
     sae_dir = Path(out_dir) / "saes" / "layer_sae" if out_dir is not None else None
+    sae_config = default_sae_config(int(model.cfg.d_model), d_sae=opt["d_sae"], k=opt["k"],
+                                    nested_coefficient=opt["nested_coefficient"], level_widths=opt["level_widths"])
     sae, saved = train_layer_sae(model, hook_name=hook, seed=seed, training_tokens=opt["training_tokens"],
-                                 sae_config=default_sae_config(int(model.cfg.d_model)), out_dir=sae_dir)
+                                 sae_config=sae_config, out_dir=sae_dir)
     bar.update()
 
     bar.set_postfix_str("recovering the concept graph")
@@ -97,14 +105,23 @@ def run_language_world(
 
     bar.set_postfix_str("steering toward categories")
     per_category: dict[str, dict[str, float]] = {}
+    if opt["steer_positions"] not in ("all", "nouns"):
+        raise ValueError(f"steer_positions must be 'all' or 'nouns', got {opt['steer_positions']!r}")
+
+    def where(tokens: torch.Tensor) -> torch.Tensor | None:
+        return measure.noun_positions(tokens, taxonomy) if opt["steer_positions"] == "nouns" else None
+
     for category in taxonomy.categories:
         latent = latent_of.get(category)
         if latent is None:
             per_category[category] = dict(mass_ratio=1.0, ppl_increase=0.0, matched=0.0)
             continue
         value = opt["steer_scale"] * measure.typical_activation(sae, x, latent)
-        steering = LanguageSteering(model, sae, [latent], "add", value, hook_name=hook)
-        per_category[category] = measure.category_steering(model, steering, taxonomy, category, seed=seed + 2000)
+
+        def add(tokens: torch.Tensor, latent: int = latent, value: float = value) -> LanguageSteering:
+            return LanguageSteering(model, sae, [latent], "add", value, hook_name=hook, positions=where(tokens))
+
+        per_category[category] = measure.category_steering(model, add, taxonomy, category, seed=seed + 2000)
     bar.update()
 
     bar.set_postfix_str("ablating subcategories")
@@ -114,10 +131,14 @@ def run_language_world(
         if latent is None:
             per_sub[sub] = dict(mass_fraction=1.0, matched=0.0)
             continue
-        steering = LanguageSteering(model, sae, [latent], "ablate", hook_name=hook,
+
+        def ablate(tokens: torch.Tensor, latent: int = latent) -> LanguageSteering:
+            return LanguageSteering(model, sae, [latent], "ablate", hook_name=hook, positions=where(tokens),
                                     include_descendants=latent in graph, graph=graph)
-        per_sub[sub] = {**measure.subcategory_ablation(model, steering, taxonomy, sub, seed=seed + 3000),
-                        "n_latents": float(len(steering.latents))}
+
+        n_latents = len(ablate(corpus.tokens[:1]).latents)
+        per_sub[sub] = {**measure.subcategory_ablation(model, ablate, taxonomy, sub, seed=seed + 3000),
+                        "n_latents": float(n_latents)}
     bar.update()
 
     bar.set_postfix_str("steering example")
@@ -142,6 +163,7 @@ def run_language_world(
         seed=seed,
         hook_name=hook,
         steer_scale=opt["steer_scale"],
+        steer_positions=opt["steer_positions"],
         per_category={c: {k: float(v) for k, v in r.items()} for c, r in per_category.items()},
         per_subcategory={s: {k: float(v) for k, v in r.items()} for s, r in per_sub.items()},
         seconds=time.perf_counter() - start,
@@ -149,8 +171,9 @@ def run_language_world(
     description = (
         "A tiny HookedTransformer (2 layers, d_model 64) trained by the project on a synthetic language "
         f"with a known taxonomy ({len(taxonomy.categories)} categories, {len(taxonomy.subcategories)} "
-        f"subcategories, {len(taxonomy.items)} items). A hierarchical BatchTopK SAE at {hook} is trained "
-        "through SAELens's LanguageModelSAETrainingRunner; the concept graph comes from its latents' "
+        f"subcategories, {len(taxonomy.items)} items). A hierarchical BatchTopK SAE (nested coarse-to-fine "
+        f"term, widths {opt['level_widths']}) reads the entity nouns (items, 'thing', 'one') at {hook} and is "
+        "trained through SAELens's LanguageModelSAETrainingRunner; the concept graph comes from its latents' "
         "co-firing on fresh text; latents are named by the true concept whose presence their firing "
         "matches best (Hungarian matching on firing F1)."
     )
@@ -173,7 +196,7 @@ def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExampl
     before = world.decode(generate(model, prompt, max_new_tokens=new)[0])
     after = world.decode(generate(model, prompt, max_new_tokens=new, steering=steering)[0])
     m_before = measure.category_masses(model, prompt, taxonomy)
-    m_after = measure.category_masses(model, prompt, taxonomy, steering)
+    m_after = measure.category_masses(model, prompt, taxonomy, lambda tokens: steering)
     table = [{"category": c, "item mass before": round(m_before[c], 4), "item mass after": round(m_after[c], 4)}
              for c in taxonomy.categories]
     return [SteeringExample(

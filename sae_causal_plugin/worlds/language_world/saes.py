@@ -61,6 +61,7 @@ def train_layer_sae(
     batch_size_tokens: int = 1024,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    words: str = "nouns",
 ) -> tuple[Any, Path | None]:
     """Train one SAE at ``hook_name`` through ``LanguageModelSAETrainingRunner``; returns it and its directory.
 
@@ -83,7 +84,7 @@ def train_layer_sae(
     cfg = LanguageModelSAERunnerConfig(
         sae=cfg_sae, model_name="language-world", hook_name=hook_name, dataset_path="in-memory",
         is_dataset_tokenized=True, streaming=False, context_size=n_ctx,
-        exclude_special_tokens=excluded_token_ids(),
+        exclude_special_tokens=excluded_token_ids(kind=words),
         training_tokens=training_tokens, train_batch_size_tokens=batch_size_tokens,
         store_batch_size_prompts=32, n_batches_in_buffer=buffer, prepend_bos=False,
         disable_concat_sequences=True, device="cpu", seed=seed, lr=lr, lr_warm_up_steps=20,
@@ -101,28 +102,32 @@ def train_layer_sae(
     return sae, (saved[0] if saved else output_path)
 
 
-def content_words(taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[str]:
-    """Cue words and entity nouns (items, ``thing``, ``one``)."""
-    cues = [w for c in taxonomy.categories + taxonomy.subcategories for w in taxonomy.cues[c]]
-    return cues + taxonomy.items + ["thing", "one"]
+def content_words(taxonomy: Taxonomy = DEFAULT_TAXONOMY, kind: str = "nouns") -> list[str]:
+    """The words an SAE reads: ``"nouns"`` (items, ``thing``, ``one``) or ``"content"`` (cues too)."""
+    if kind not in ("nouns", "content"):
+        raise ValueError(f"kind must be 'nouns' or 'content', got {kind!r}")
+    nouns = taxonomy.items + ["thing", "one"]
+    if kind == "nouns":
+        return nouns
+    return [w for c in taxonomy.categories + taxonomy.subcategories for w in taxonomy.cues[c]] + nouns
 
 
-def excluded_token_ids(taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[int]:
-    """Token ids the SAEs do not see: everything but :func:`content_words`."""
-    keep = set(content_words(taxonomy))
+def excluded_token_ids(taxonomy: Taxonomy = DEFAULT_TAXONOMY, kind: str = "nouns") -> list[int]:
+    """Token ids an SAE does not see: everything but :func:`content_words`."""
+    keep = set(content_words(taxonomy, kind))
     return [i for i, w in enumerate(taxonomy.vocab) if w not in keep]
 
 
 @torch.no_grad()
 def collect_activations(
-    model: Any, corpus: Corpus, hook_name: str = DEFAULT_HOOK, batch_size: int = 256,
+    model: Any, corpus: Corpus, hook_name: str = DEFAULT_HOOK, batch_size: int = 256, words: str = "nouns",
 ) -> tuple[Float[Tensor, "n d"], Bool[Tensor, "n n_concepts"]]:
     """Activations at ``hook_name`` of every content word (:func:`content_words`), with its concept labels."""
     acts = []
     for chunk in corpus.tokens.split(batch_size):
         _, cache = model.run_with_cache(chunk, names_filter=hook_name)
         acts.append(cache[hook_name])
-    keep = ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy)))
+    keep = ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy, words)))
     return torch.cat(acts)[keep], corpus.active[keep]
 
 
