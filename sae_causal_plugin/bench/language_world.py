@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
           f"perplexity +{100 * m['ppl_increase']:.1f}% (max +{100 * m['ppl_increase_max']:.1f}%; target <= 10%)")
     print(f"ablation mass fraction {m['ablation_mass_fraction']:.3f} (max {m['ablation_mass_fraction_max']:.3f}; "
           f"target < 0.10)")
+    if "layer_edge_f1" in m:
+        print(f"levels = layers: cross-layer edge F1 {m['layer_edge_f1']:.3f} "
+              f"(precision {m['layer_edge_precision']:.3f}, recall {m['layer_edge_recall']:.3f})")
     print(f"seconds {m['seconds']:.0f}")
     if args.json:
         print(json.dumps(m))

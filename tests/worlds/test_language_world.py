@@ -114,3 +114,24 @@ def test_tiny_sae_trains_through_the_saelens_runner(tmp_path):
                                  sae_config=default_sae_config(16, d_sae=32, k=2), out_dir=tmp_path / "sae")
     assert sae.cfg.d_in == 16 and sae.cfg.architecture() == "hierarchical_batchtopk"
     assert saved is not None and (saved / "cfg.json").is_file() and (saved / "hierarchy.json").is_file()
+
+
+def test_levels_are_layers_through_the_multilevel_trainer():
+    from sae_causal_plugin.worlds.language_world.layers import (
+        paired_layer_activations,
+        score_layered_graph,
+        train_layer_saes,
+    )
+    from sae_causal_plugin.multilevel import recover_layered_graph
+
+    torch.manual_seed(0)
+    model = build_model(d_model=16, d_head=8, n_heads=2, d_mlp=32).eval()
+    saes = train_layer_saes(model, n_documents=64, d_sae=12, k=2, total_samples=2048, batch_size=128)
+    assert [s.cfg.metadata.hook_name for s in saes] == ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
+    xs, active = paired_layer_activations(model, ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"], 32, 7)
+    assert xs[0].shape == xs[1].shape and xs[0].shape[0] == active.shape[0]
+    graph = recover_layered_graph(saes, xs)
+    scores = score_layered_graph(graph, saes, xs, active, TX)
+    assert 0.0 <= scores["layer_edge_f1"] <= 1.0
+    with pytest.raises(ValueError, match="at least two hooks"):
+        train_layer_saes(model, hooks=["blocks.0.hook_resid_post"])

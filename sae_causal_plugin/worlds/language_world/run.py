@@ -11,6 +11,9 @@ taxonomy, and measures concept steering:
   category's items at entity slots of text about other categories by this factor (geometric mean
   over categories); ``ppl_increase``: the relative perplexity change of that text under the same
   steering (mean over categories);
+* ``layer_edge_f1`` (levels = layers): one SAE per layer trained jointly by the multi-level
+  trainer, cross-layer graph by :func:`~sae_causal_plugin.multilevel.recover_layered_graph`,
+  scored by :func:`.layers.score_layered_graph`;
 * ``ablation_mass_fraction``: ablating a subcategory's latent with its descendants in the
   recovered graph leaves this fraction of its items' mass at entity slots of text about it (mean
   over subcategories).
@@ -57,6 +60,7 @@ DEFAULTS: dict[str, Any] = dict(
     n_eval_documents=1024,
     steer_scale=2.0,
     steer_positions="all",
+    layers=True,
     example_prompt="the tasty sweet apple eaten juicy crisp . the",
     example_target="vehicle",
 )
@@ -79,7 +83,7 @@ def run_language_world(
         raise ValueError(f"unknown options {unknown}; known: {sorted(DEFAULTS)}")
     opt = {**DEFAULTS, **options}
     start = time.perf_counter()
-    bar = tqdm(total=5, desc="language world", disable=not progress)
+    bar = tqdm(total=6, desc="language world", disable=not progress)
     torch.manual_seed(seed)
     world = load_language_world()
     model, taxonomy = world.model, world.taxonomy
@@ -101,6 +105,19 @@ def run_language_world(
     scores = score_taxonomy_recovery(graph, match, taxonomy)
     named = name_latents(graph, match, taxonomy)
     latent_of = {concept: latent for latent, (concept, _) in match.items()}
+    bar.update()
+
+    bar.set_postfix_str("levels = layers: joint SAEs per layer")
+    layer_scores: dict[str, Any] = {}
+    if opt["layers"]:
+        from sae_causal_plugin.worlds.language_world.layers import layered_world_graph
+
+        layer_saes, layer_graph, layer_scores = layered_world_graph(model, taxonomy, seed=seed)
+        if out_dir is not None:
+            from sae_causal_plugin.multilevel import save_multilevel
+
+            layer_dir = save_multilevel(layer_saes, Path(out_dir) / "saes" / "layer_levels")
+            layer_graph.save_json(Path(layer_dir) / "layered_graph.json")
     bar.update()
 
     bar.set_postfix_str("steering toward categories")
@@ -157,6 +174,7 @@ def run_language_world(
         ppl_increase_max=max(r["ppl_increase"] for r in per_category.values()),
         ablation_mass_fraction=sum(r["mass_fraction"] for r in per_sub.values()) / len(per_sub),
         ablation_mass_fraction_max=max(r["mass_fraction"] for r in per_sub.values()),
+        **layer_scores,
         n_matched_latents=scores["n_matched_latents"],
         n_recovered_edges=scores["n_recovered_edges"],
         n_true_edges=scores["n_true_edges"],
@@ -177,8 +195,11 @@ def run_language_world(
         "co-firing on fresh text; latents are named by the true concept whose presence their firing "
         "matches best (Hungarian matching on firing F1)."
     )
+    sae_dirs = {hook: saved} if saved is not None else {}
+    if opt["layers"] and out_dir is not None:
+        sae_dirs["layers"] = Path(out_dir) / "saes" / "layer_levels"
     return WorldRun(world="language", learned_graph=named, true_graph=taxonomy.true_graph(), metrics=metrics,
-                    steering_examples=examples, sae_dirs={hook: saved} if saved is not None else {},
+                    steering_examples=examples, sae_dirs=sae_dirs,
                     description=description)
 
 
