@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ example config (YAML; keys are SAELens LanguageModelSAERunnerConfig fields):
   context_size: 32
   training_tokens: 200000
   train_batch_size_tokens: 1024
+  n_batches_in_buffer: 64                # buffer rows = this x context_size >= batch size
   lr: 0.003
   output_path: saes/language_world       # the SAE folder (save_inference_model)
   sae:
@@ -33,13 +35,18 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train an SAE from a YAML / JSON config that mirrors SAELens's runner config",
-        description=(
-            "Train an SAE with SAELens's LanguageModelSAETrainingRunner. The config file mirrors "
-            "LanguageModelSAERunnerConfig; 'architecture' picks any SAELens-registered architecture "
-            "(hierarchical_batchtopk, hierarchical_topk, hierarchical_jumprelu, topk, jumprelu, ...) "
-            "and the SAE's own fields go under 'sae:' with their SAELens names. An unknown key or a "
-            "wrong type stops with a message naming the key (exit 2) before anything is loaded."
-        ),
+        description=textwrap.fill(
+            "Train an SAE with SAELens's LanguageModelSAETrainingRunner and save it with "
+            "save_inference_model (a stock SAELens folder, plus hierarchy.json for our architectures). "
+            "The config file mirrors LanguageModelSAERunnerConfig: its keys are that class's field names, "
+            "'logger:' holds LoggingConfig fields, 'architecture:' picks any SAELens-registered training "
+            "architecture (hierarchical_batchtopk, hierarchical_topk, hierarchical_jumprelu, topk, "
+            "batchtopk, jumprelu, matryoshka_batchtopk, ...) and the SAE's own fields (d_sae, k, "
+            "compression_coefficient, ...) go under 'sae:' or, as in SAELens's command line, at the top "
+            "level. sae.d_in may be left out: it is read off the hook. Defaults are SAELens's, except "
+            "architecture hierarchical_batchtopk, logger.log_to_wandb false and no checkpoints. An "
+            "unknown key or a wrong type stops with one message naming the key (exit 2) before any "
+            "model is loaded; the SAE folder appears only once training has finished.", width=90),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                         f"{handle.name!r} has width {width}; remove sae.d_in or fix hook_name")
     dataset, dataset_overrides = _dataset(spec, handle)
     cfg = build_runner_config(spec, output_path=str(output), **dataset_overrides)
+    check_buffer(cfg)
     n_steps = cfg.total_training_steps
     print(f"training {spec.architecture} (d_in={d_in}, d_sae={spec.sae['d_sae']}) on {handle.name} "
           f"{hook} for {cfg.training_tokens} tokens ({n_steps} steps) -> {output}")
@@ -91,6 +99,19 @@ def run(args: argparse.Namespace) -> int:
         runner.run()
     print(f"saved the SAE to {output}")
     return 0
+
+
+def check_buffer(cfg: Any) -> None:
+    """SAELens mixes activations in a buffer of ``n_batches_in_buffer x context`` rows; it must hold a batch."""
+    context = len(range(cfg.context_size)[slice(*cfg.seqpos_slice)])
+    rows = cfg.n_batches_in_buffer * context
+    if rows < cfg.train_batch_size_tokens:
+        needed = -(-cfg.train_batch_size_tokens // max(context, 1))
+        raise UserError(
+            f"config keys 'n_batches_in_buffer' x 'context_size' give a buffer of {rows} tokens, fewer "
+            f"than 'train_batch_size_tokens' ({cfg.train_batch_size_tokens}); set n_batches_in_buffer "
+            f"to {needed} or more"
+        )
 
 
 @contextmanager

@@ -51,6 +51,7 @@ def run_bad(tmp_path, capsys, model_dir, dataset_file, config, suffix=".yaml"):
     ({"sae": {"d_sae": 32, "d_in": 99}}, "'sae.d_in' is 99"),
     ({"hook_name": "blocks.0.hook_resid_pots"}, "closest: blocks.0.hook_resid_post"),
     ({"dataset_path": "missing.txt"}, "missing.txt does not exist"),
+    ({"n_batches_in_buffer": 4}, "set n_batches_in_buffer to 8 or more"),
     ({"sae": {"d_sae": 32, "compression_coefficient": -1.0}}, "compression_coefficient must be"),
 ])
 def test_bad_config_is_one_clear_message(tmp_path, capsys, model_dir, dataset_file, change, named):
@@ -87,7 +88,7 @@ def test_dry_run_trains_nothing(tmp_path, capsys, model_dir, dataset_file):
 
 def test_the_help_example_config_is_valid(tmp_path):
     from sae_causal_plugin.cli.config import build_runner_config, load_train_config
-    from sae_causal_plugin.cli.train import EXAMPLE
+    from sae_causal_plugin.cli.train import EXAMPLE, check_buffer
 
     body = EXAMPLE.split("\n\n", 1)[1]
     path = tmp_path / "example.yaml"
@@ -96,6 +97,7 @@ def test_the_help_example_config_is_valid(tmp_path):
     assert spec.architecture == "hierarchical_batchtopk" and spec.sae == {"d_sae": 128, "k": 4, "compression_coefficient": 10.0}
     spec.sae["d_in"] = 64
     cfg = build_runner_config(spec)
+    check_buffer(cfg)
     assert cfg.sae.k == 4 and cfg.hook_name == "blocks.1.hook_resid_post" and not cfg.logger.log_to_wandb
 
 
