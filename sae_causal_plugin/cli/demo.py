@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sae_causal_plugin.cli.errors import UserError
@@ -29,7 +29,8 @@ def add_parser(sub: Any) -> None:
             "trained on a synthetic language with a known category -> subcategory -> item taxonomy) "
             "train hierarchical SAEs through SAELens, recover the concept graph, score it against the "
             "true taxonomy, steer generation with a concept, and write a report folder with index.html, "
-            "concept_graph.png, concept_graph.json and metrics.json."
+            "concept_graph.png, concept_graph.json and metrics.json. --world diffusion does the same on "
+            "the diffusion toy world once its demo exists."
         ),
     )
     p.add_argument("--out", default="report", metavar="DIR",
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     world_run.metrics.setdefault("seconds", time.perf_counter() - start)
     index = write_report(world_run, args.out)
     print(summary(world_run.metrics, args.world))
-    print(f"report written to {index.resolve()}")
+    print(f"report written to {index.resolve()} ({time.perf_counter() - start:.0f} s in all)")
     hint = steer_hint(world_run, index.parent)
     if hint:
         print(f"steer it yourself: {hint}")
