@@ -34,6 +34,7 @@ import torch
 from IPython.display import Image, display
 from sae_lens import SAE, HookedSAETransformer
 
+from sae_causal_plugin import HierarchicalBatchTopKTrainingSAEConfig
 from sae_causal_plugin.graph import recover_concept_graph
 from sae_causal_plugin.steering.language import LanguageSteering, generate, mean_token_nll, next_token_probs
 from sae_causal_plugin.worlds.language_world import generate_corpus, load_language_world, measure
@@ -65,16 +66,21 @@ print("\nnext-token item mass per category after", repr(world.decode(prompt[0]))
 # %% [markdown]
 # ## An SAE whose latents are concepts
 #
-# A hierarchical BatchTopK SAE at `blocks.0.hook_resid_post`, trained by SAELens's
-# `LanguageModelSAETrainingRunner` on the world's text (`override_model`, `override_dataset`: no
-# download) and saved as a stock SAELens SAE; we load it back with plain `SAE.load_from_disk`, the
-# way you would load any SAE you want to steer with. Latents are then named after the true concept
+# A hierarchical BatchTopK SAE at `blocks.0.hook_resid_post`, reading the entity nouns (items,
+# `thing`, `one`), trained by SAELens's `LanguageModelSAETrainingRunner` on the world's text
+# (`override_model`, `override_dataset`: no download) and saved as a stock SAELens SAE; we load it
+# back with plain `SAE.load_from_disk`, the way you would load any SAE you want to steer with. Its
+# nested coarse-to-fine term asks the first 4 latents (as many as categories) and the first 12
+# (categories + subcategories) to reconstruct the activations on their own. Latents are then named after the true concept
 # whose presence their firing matches best, and the concept graph is recovered from their co-firing
 # (notebook 2) and scored against the taxonomy.
 
 # %%
+sae_config = HierarchicalBatchTopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=48, k=3, nested_coefficient=3.0,
+                                                    level_widths=[4, 12], hierarchy_update_every=0)
 with torch.enable_grad():
-    training_sae, sae_dir = world_saes.train_layer_sae(model, training_tokens=200_000, out_dir=OUT / "sae")
+    training_sae, sae_dir = world_saes.train_layer_sae(model, sae_config=sae_config, training_tokens=300_000,
+                                                       out_dir=OUT / "sae")
 sae = SAE.load_from_disk(str(sae_dir)).eval()
 hook = sae.cfg.metadata.hook_name
 corpus = generate_corpus(1024, seed=1000)
@@ -122,8 +128,10 @@ else:
 # %% [markdown]
 # **Measured over many texts.** For each category, the latent is added on 192 documents about the
 # *other* categories: how much more probability do the category's items get at the entity slots
-# (`mass_ratio`), and how much does the perplexity of that text rise (`ppl_increase`)? The issue's
-# targets are a ratio of at least 5 with at most +10% perplexity; the numbers below are what this
+# (`mass_ratio`), and how much does the perplexity of that text rise (`ppl_increase`)? The measuring
+# helpers take a function `tokens -> LanguageSteering`, so the positions can depend on the text:
+# below, every position, or only the entity nouns this SAE reads (a boolean position mask). The
+# issue's targets are a ratio of at least 5 with at most +10% perplexity; the numbers are what this
 # run gives.
 
 # %%
@@ -132,10 +140,13 @@ for category in taxonomy.categories:
         print(f"{category:8s} no latent")
         continue
     value = 2.0 * measure.typical_activation(sae, x, latent_of[category])
-    steering = LanguageSteering(model, sae, [latent_of[category]], "add", value, hook_name=hook)
-    result = measure.category_steering(model, steering, taxonomy, category, seed=2000)
-    print(f"{category:8s} item mass {result['mass_before']:.4f} -> {result['mass_after']:.4f} "
-          f"(x{result['mass_ratio']:.1f}), perplexity {100 * result['ppl_increase']:+.0f}%")
+    every = lambda tokens: LanguageSteering(model, sae, [latent_of[category]], "add", value, hook_name=hook)
+    nouns = lambda tokens: LanguageSteering(model, sae, [latent_of[category]], "add", value, hook_name=hook,
+                                            positions=measure.noun_positions(tokens, taxonomy))
+    for where, steering_for in (("every position", every), ("entity nouns", nouns)):
+        result = measure.category_steering(model, steering_for, taxonomy, category, seed=2000)
+        print(f"{category:8s} {where:15s} item mass {result['mass_before']:.4f} -> {result['mass_after']:.4f} "
+              f"(x{result['mass_ratio']:.1f}), perplexity {100 * result['ppl_increase']:+.0f}%")
 
 # %% [markdown]
 # ## Ablate a subcategory with its descendants
@@ -153,7 +164,7 @@ for sub in taxonomy.subcategories:
     latent = latent_of[sub]
     steering = LanguageSteering(model, sae, [latent], "ablate", hook_name=hook,
                                 include_descendants=latent in graph, graph=graph)
-    result = measure.subcategory_ablation(model, steering, taxonomy, sub, seed=3000)
+    result = measure.subcategory_ablation(model, lambda tokens: steering, taxonomy, sub, seed=3000)
     names = [match.get(i, ("?",))[0] for i in steering.latents]
     print(f"{sub:10s} ablating latents {steering.latents} {names}: item mass "
           f"{result['mass_before']:.3f} -> {result['mass_after']:.3f} ({result['mass_fraction']:.0%} left)")
