@@ -23,12 +23,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steer-scale", type=float, default=None,
                         help="steering value in units of the latent's mean firing activation (default 2)")
     parser.add_argument("--training-tokens", type=int, default=None, help="SAE training tokens (default 600000)")
+    parser.add_argument("--steer-positions", choices=("all", "nouns"), default=None,
+                        help="where the steering acts: every position (default) or the entity nouns")
+    parser.add_argument("--sweep", type=float, nargs="*", default=None, metavar="SCALE",
+                        help="also measure the steering figures at these scales (a trade-off table)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the levels = layers SAEs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     from sae_causal_plugin.worlds.language_world import run_language_world
 
-    options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens))
+    options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens),
+                                 ("steer_positions", args.steer_positions), ("steer_sweep", args.sweep))
                if v is not None}
+    if args.no_layers:
+        options["layers"] = False
     run = run_language_world(args.seed, out_dir=args.out, progress=not args.no_progress, **options)
     m = run.metrics
     print(f"edge F1 {m['edge_f1']:.3f} (precision {m['edge_precision']:.3f}, recall {m['edge_recall']:.3f}; "
@@ -40,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     if "layer_edge_f1" in m:
         print(f"levels = layers: cross-layer edge F1 {m['layer_edge_f1']:.3f} "
               f"(precision {m['layer_edge_precision']:.3f}, recall {m['layer_edge_recall']:.3f})")
+    for row in m.get("steer_sweep", []):
+        print(f"  steer scale {row['steer_scale']:g}: mass ratio {row['steer_mass_ratio']:.2f}, "
+              f"perplexity +{100 * row['ppl_increase']:.1f}%")
     print(f"seconds {m['seconds']:.0f}")
     if args.json:
         print(json.dumps(m))

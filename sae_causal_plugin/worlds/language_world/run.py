@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = dict(
     n_eval_documents=1024,
     steer_scale=2.0,
     steer_positions="all",
+    steer_sweep=(),
     layers=True,
     example_prompt="the tasty sweet apple eaten juicy crisp . the",
     example_target="vehicle",
@@ -139,6 +140,7 @@ def run_language_world(
             return LanguageSteering(model, sae, [latent], "add", value, hook_name=hook, positions=where(tokens))
 
         per_category[category] = measure.category_steering(model, add, taxonomy, category, seed=seed + 2000)
+    sweep = [_steer_at(scale, model, sae, hook, x, latent_of, taxonomy, where, seed) for scale in opt["steer_sweep"]]
     bar.update()
 
     bar.set_postfix_str("ablating subcategories")
@@ -183,6 +185,7 @@ def run_language_world(
         steer_scale=opt["steer_scale"],
         steer_positions=opt["steer_positions"],
         per_category={c: {k: float(v) for k, v in r.items()} for c, r in per_category.items()},
+        steer_sweep=sweep,
         per_subcategory={s: {k: float(v) for k, v in r.items()} for s, r in per_sub.items()},
         seconds=time.perf_counter() - start,
     )
@@ -201,6 +204,27 @@ def run_language_world(
     return WorldRun(world="language", learned_graph=named, true_graph=taxonomy.true_graph(), metrics=metrics,
                     steering_examples=examples, sae_dirs=sae_dirs,
                     description=description)
+
+
+def _steer_at(scale, model, sae, hook, x, latent_of, taxonomy, where, seed) -> dict[str, float]:
+    """Mean figures over the matched categories with the steering value ``scale`` x mean activation."""
+    ratios, ppls = [], []
+    for category in taxonomy.categories:
+        latent = latent_of.get(category)
+        if latent is None:
+            ratios.append(1.0)
+            ppls.append(0.0)
+            continue
+        value = scale * measure.typical_activation(sae, x, latent)
+
+        def add(tokens: torch.Tensor, latent: int = latent, value: float = value) -> LanguageSteering:
+            return LanguageSteering(model, sae, [latent], "add", value, hook_name=hook, positions=where(tokens))
+
+        r = measure.category_steering(model, add, taxonomy, category, n_documents=96, seed=seed + 2000)
+        ratios.append(max(r["mass_ratio"], 1e-12))
+        ppls.append(r["ppl_increase"])
+    return dict(steer_scale=float(scale), steer_mass_ratio=math.exp(sum(map(math.log, ratios)) / len(ratios)),
+                ppl_increase=sum(ppls) / len(ppls))
 
 
 def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExample]:
