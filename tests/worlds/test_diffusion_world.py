@@ -322,3 +322,18 @@ def test_diffusion_overhead_wrapper_is_importable():
 
     assert callable(diffusion_overhead.main)
     assert callable(diffusion_overhead.load_script().main)
+
+
+def test_training_is_seeded_and_reads_back():
+    from sae_causal_plugin.worlds.diffusion_world.train import TrainConfig, readback_accuracy, train_denoiser
+
+    cfg = TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1)
+    unet_a, emb_a, summary = train_denoiser(cfg, log=None)
+    unet_b, emb_b, _ = train_denoiser(cfg, log=None)
+    assert summary["train"]["seed"] == 0 and summary["train_seconds"] >= 0
+    for a, b in zip(list(unet_a.state_dict().values()) + list(emb_a.state_dict().values()),
+                    list(unet_b.state_dict().values()) + list(emb_b.state_dict().values())):
+        assert torch.equal(a, b)
+    out = readback_accuracy(dw.DiffusionWorldPipeline(unet_a, emb_a), per_class=1, num_inference_steps=1)
+    assert out["n"] == dw.N_CLASSES and 0.0 <= out["accuracy"] <= 1.0
+    assert set(out["per_concept"]) == set(dw.CONCEPTS)
