@@ -78,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
 def steer_hint(world_run: Any, out_dir: Any) -> str:
     """A ready ``sae-causal steer`` command: push a prompt about one category toward another.
 
-    Language world only: the first category matched to a latent is the target, the prompt is
-    ``the`` plus a cue word of a different category (from the world's taxonomy).
+    Language world only: the SAE at ``metrics["hook_name"]`` (or the only SAE), the first
+    category matched to a latent as the target, and ``the`` plus a cue word of a different
+    category (from the world's taxonomy) as the prompt.
     """
-    if world_run.world != "language" or len(world_run.sae_dirs) != 1:
+    sae_dir = world_run.sae_dirs.get(world_run.metrics.get("hook_name"))
+    if sae_dir is None and len(world_run.sae_dirs) == 1:
+        sae_dir = next(iter(world_run.sae_dirs.values()))
+    if world_run.world != "language" or sae_dir is None:
         return ""
     from sae_causal_plugin.worlds.language_world import DEFAULT_TAXONOMY
 
@@ -92,7 +96,6 @@ def steer_hint(world_run: Any, out_dir: Any) -> str:
         return ""
     other = next(c for c in DEFAULT_TAXONOMY.categories if c != category)
     prompt = f"the {DEFAULT_TAXONOMY.cues[other][0]}"
-    sae_dir = next(iter(world_run.sae_dirs.values()))
     return (f"sae-causal steer --sae {sae_dir} --graph {out_dir / 'concept_graph.json'} "
             f"--concept {category} --mode add --value 8 --prompt '{prompt}' --max-new-tokens 12")
 

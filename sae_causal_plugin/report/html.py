@@ -67,7 +67,7 @@ def metrics_table(metrics: Mapping[str, Any], targets: Mapping[str, Target]) -> 
 def breakdown_tables(metrics: Mapping[str, Any]) -> str:
     """Non-scalar metrics: a mapping of mappings as a table (one row per key), others as JSON text."""
     parts = []
-    for key in sorted(k for k, v in metrics.items() if not is_scalar(v)):
+    for key in sorted(k for k, v in metrics.items() if not is_scalar(v) and len(v) > 0):
         value = metrics[key]
         if isinstance(value, Mapping) and all(isinstance(v, Mapping) for v in value.values()):
             rows = [{key: name, **inner} for name, inner in value.items()]

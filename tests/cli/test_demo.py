@@ -20,10 +20,12 @@ def fake_language_world(seed, *, out_dir, progress=True):
     learned.add_concept(1, label="bird")
     learned.add_edge(1, 0, p_parent_given_child=0.97)
     metrics = {"edge_f1": 0.8, "steer_mass_ratio": 7.0, "ppl_increase": 0.03,
-               "ablation_mass_fraction": 0.05, "seed": seed}
+               "ablation_mass_fraction": 0.05, "seed": seed, "hook_name": "blocks.0.hook_resid_post",
+               "empty_sweep": []}
     return WorldRun("language", learned, true, metrics,
                     [SteeringExample("toward animal", "the fast taxi", "the fast robin")],
-                    sae_dirs={"blocks.0.hook_resid_post": out_dir / "saes" / "layer"})
+                    sae_dirs={"blocks.0.hook_resid_post": out_dir / "saes" / "layer",
+                              "layers": out_dir / "saes" / "levels"})
 
 
 def test_demo_writes_the_report_and_says_where(tmp_path, monkeypatch, capsys):
@@ -34,6 +36,7 @@ def test_demo_writes_the_report_and_says_where(tmp_path, monkeypatch, capsys):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["seconds"] >= 0  # the CLI times the run when the world does not
+    assert "empty_sweep" not in (out / "index.html").read_text()
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed
     assert "edge_f1" in printed and "not reached" in printed  # 0.8 < 0.85, said honestly
