@@ -53,6 +53,7 @@ from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 DEFAULTS: dict[str, Any] = dict(
     hook_name=DEFAULT_HOOK,
     training_tokens=300_000,
+    batch_size_tokens=256,
     d_sae=48,
     k=3,
     nested_coefficient=3.0,
@@ -95,7 +96,7 @@ def run_language_world(
     sae_config = default_sae_config(int(model.cfg.d_model), d_sae=opt["d_sae"], k=opt["k"],
                                     nested_coefficient=opt["nested_coefficient"], level_widths=opt["level_widths"])
     sae, saved = train_layer_sae(model, hook_name=hook, seed=seed, training_tokens=opt["training_tokens"],
-                                 sae_config=sae_config, out_dir=sae_dir)
+                                 batch_size_tokens=opt["batch_size_tokens"], sae_config=sae_config, out_dir=sae_dir)
     bar.update()
 
     bar.set_postfix_str("recovering the concept graph")
