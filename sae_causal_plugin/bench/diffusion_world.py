@@ -21,8 +21,10 @@ On the shipped diffusion-world denoiser (:mod:`sae_causal_plugin.worlds.diffusio
    the detector-read concepts, and edge F1 of the collapsed graph against the true hierarchy
    (rules: :mod:`sae_causal_plugin.worlds.diffusion_world.timestep_graph`).
 4. **Steering** (:func:`~sae_causal_plugin.worlds.diffusion_world.steering.concept_steering`: every
-   per-timestep SAE edits its own window of the 20-step DDIM schedule, on every token; the
-   concept's latents are those assigned to it in step 3).  For each part / detail concept ``c``
+   per-timestep SAE edits its own window of the 20-step DDIM schedule; the concept's latents are
+   those assigned to it in step 3).  Image-level SAEs are wrapped in
+   :class:`~sae_causal_plugin.worlds.diffusion_world.steering.ImageLevelSAE`: the code of the
+   image mean is edited and the change is added to every token alike.  For each part / detail concept ``c``
    (not the two objects, whose parts would be left floating), ``n_samples`` scenes that contain
    ``c`` but none of its descendants are generated twice from the same noise, without and with
    ``c``'s latents ablated:
@@ -336,7 +338,14 @@ def run(cfg: Config) -> dict[str, Any]:
          f"{score['concept_edges']}; F1 {score['f1']:.3f} (P {score['precision']:.3f}, R {score['recall']:.3f})")
     latents = concept_latents(assignment)
     cgraph = recovered_concept_graph(score["concept_edges"])
-    steer = steering_eval(pipe, saes, latents, cgraph, cfg, hook)
+    if cfg.pool:  # image-level SAEs edit the image mean, on every token alike
+        from sae_causal_plugin.worlds.diffusion_world.steering import ImageLevelSAE
+
+        hook_tokens = collect_activations(pipe, imgs_ev[:1], lab_ev[:1], ts[:1], 0, hook)[ts[0]].shape[0]
+        steer_saes = {t: ImageLevelSAE(s, hook_tokens) for t, s in saes.items()}
+    else:
+        steer_saes = saes
+    steer = steering_eval(pipe, steer_saes, latents, cgraph, cfg, hook)
     seconds = time.perf_counter() - start
     result = {
         "edge_f1": score["f1"],

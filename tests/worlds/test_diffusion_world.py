@@ -337,3 +337,25 @@ def test_training_is_seeded_and_reads_back():
     out = readback_accuracy(dw.DiffusionWorldPipeline(unet_a, emb_a), per_class=1, num_inference_steps=1)
     assert out["n"] == dw.N_CLASSES and 0.0 <= out["accuracy"] <= 1.0
     assert set(out["per_concept"]) == set(dw.CONCEPTS)
+
+
+def test_image_level_sae_edits_every_token_of_an_image_alike():
+    from sae_causal_plugin.steering import steer_activations
+    from sae_causal_plugin.worlds.diffusion_world.steering import ImageLevelSAE
+
+    sae = _toy_saes()[901]
+    wrapped = ImageLevelSAE(sae, tokens_per_image=4)
+    assert wrapped.cfg.d_in == 32 and wrapped.W_dec is sae.W_dec
+    x = torch.randn(2, 32, 2, 2, generator=torch.Generator().manual_seed(0))
+    rows = x.movedim(1, -1).reshape(-1, 32)
+    code = wrapped.encode(rows)
+    assert torch.allclose(code[:4], sae.encode(rows[:4].mean(0, keepdim=True)).expand(4, -1))
+    latent = int(code[0].argmax())
+    out = steer_activations(x, wrapped, [latent], "ablate", channel_dim=1)
+    change = (out - x).movedim(1, -1).reshape(2, 4, 32)
+    assert torch.allclose(change, change[:, :1].expand(-1, 4, -1), atol=1e-6)
+    assert torch.allclose(change[0, 0], -code[0, latent] * sae.W_dec[latent], atol=1e-5)
+    with pytest.raises(ValueError, match="tokens_per_image"):
+        ImageLevelSAE(sae, 0)
+    with pytest.raises(ValueError, match="rows"):
+        wrapped.encode(rows[:3])

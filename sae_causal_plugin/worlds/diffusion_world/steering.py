@@ -18,12 +18,43 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sae_causal_plugin.diffusion import DiffusionSteering, HookedDiffusionPipeline, StepWindow
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.worlds.diffusion_world.concepts import check_concept
 from sae_causal_plugin.worlds.diffusion_world.model import DEFAULT_STEPS, HOOK
+
+class ImageLevelSAE:
+    """An SAE trained on image-level (token-mean) activations, used on every token of an image.
+
+    ``encode`` takes the rows of a feature map in ``to_tokens`` order (each image's
+    ``tokens_per_image`` rows together), encodes each image's mean and repeats that code on the
+    image's rows.  Error-preserving steering through it therefore moves every token of an image by
+    the same ``W_dec[S] (z'_S - z_S)``, i.e. it edits the image mean the SAE was trained on, where a
+    per-token encoding would see activations the SAE never saw.  Everything else (``cfg``,
+    ``W_dec``, ``decode``, ...) is the wrapped SAE's.
+    """
+
+    def __init__(self, sae: Any, tokens_per_image: int):
+        if tokens_per_image < 1:
+            raise ValueError(f"tokens_per_image must be >= 1, got {tokens_per_image}")
+        self.sae = sae
+        self.tokens_per_image = int(tokens_per_image)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["sae"], name)
+
+    def encode(self, rows: Tensor) -> Tensor:
+        n = self.tokens_per_image
+        if rows.ndim != 2 or rows.shape[0] % n:
+            raise ValueError(
+                f"ImageLevelSAE.encode needs [n_images * {n}, d_in] rows, got {tuple(rows.shape)}"
+            )
+        code = self.sae.encode(rows.reshape(-1, n, rows.shape[-1]).mean(1))
+        return torch.repeat_interleave(code, n, dim=0)
+
 
 #: ``{concept: {timestep: [latent, ...]}}``
 ConceptLatents = Mapping[str, Mapping[int, Sequence[int]]]
@@ -141,4 +172,4 @@ def concept_steering(
         yield entered
 
 
-__all__ = ["ConceptLatents", "concept_steering", "latent_graph", "timestep_windows"]
+__all__ = ["ConceptLatents", "ImageLevelSAE", "concept_steering", "latent_graph", "timestep_windows"]
