@@ -25,7 +25,7 @@ from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from sae_causal_plugin.steering.core import (

@@ -46,7 +46,6 @@ from sae_causal_plugin.worlds.language_world.saes import (
     score_taxonomy_recovery,
     train_layer_sae,
 )
-from sae_causal_plugin.worlds.language_world.taxonomy import LEVEL_NAMES
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
 #: documented defaults of :func:`run_language_world`.
@@ -255,4 +254,4 @@ def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExampl
     )]
 
 
-__all__ = ["DEFAULTS", "LEVEL_NAMES", "run_language_world"]
+__all__ = ["DEFAULTS", "run_language_world"]

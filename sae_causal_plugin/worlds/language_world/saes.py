@@ -26,9 +26,6 @@ from sae_causal_plugin.worlds.language_world.corpus import Corpus, generate_corp
 from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
-#: the SAEs train and are scored on the words that name concepts: cue words and entity nouns
-#: (items, ``thing``, ``one``); every other token is left out (SAELens ``exclude_special_tokens``).
-CONTENT_KINDS = ("cues", "nouns")
 #: latent <-> concept matches below this firing F1 are dropped.
 DEFAULT_MIN_MATCH = 0.5
 
@@ -44,7 +41,8 @@ def default_sae_config(d_in: int, **overrides: Any) -> Any:
     """The hierarchical BatchTopK config used for the language world (``overrides`` win)."""
     from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAEConfig
 
-    kwargs: dict[str, Any] = dict(d_in=d_in, d_sae=128, k=4, hierarchy_update_every=0)
+    kwargs: dict[str, Any] = dict(d_in=d_in, d_sae=48, k=3, nested_coefficient=3.0, level_widths=[4, 12],
+                                  hierarchy_update_every=0)
     kwargs.update(overrides)
     return HierarchicalBatchTopKTrainingSAEConfig(**kwargs)
 
