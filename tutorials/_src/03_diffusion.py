@@ -48,7 +48,7 @@ from sae_causal_plugin.diffusion import (
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.worlds import diffusion_world as dw
 from sae_causal_plugin.worlds.diffusion_world import timestep_graph as tg
-from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
+from sae_causal_plugin.worlds.diffusion_world.steering import ImageLevelSAE, concept_steering
 
 logging.getLogger("sae_lens").setLevel(logging.ERROR)
 OUT = Path("tutorial_outputs/03")
@@ -241,6 +241,11 @@ display(Image(filename=str(OUT / "recovered_concepts.png")))
 # `DiffusionSteering` per SAE, each on the window of steps nearest its timestep. Below, the same
 # starting noise is denoised without and with the edit, and the detectors read what changed.
 # Which concepts can be steered depends on which ones the SAEs isolated in this run.
+#
+# Our SAEs were trained on image means, so they steer through `ImageLevelSAE`: it encodes each
+# image's mean activation and hands that code to every token of the image, so the edit
+# `W_dec[S] (z'_S - z_S)` moves every token alike, i.e. it edits the image mean the SAE knows. (An
+# SAE trained on tokens is passed to `DiffusionSteering` as it is.)
 
 # %%
 concept_latents = {}  # {concept: {timestep: [latent, ...]}} from the naming above
@@ -248,6 +253,7 @@ for node, (concept, _) in assignment.items():
     t, latent = tg.parse_node(node)
     concept_latents.setdefault(concept, {}).setdefault(t, []).append(latent)
 print("latents per concept:", concept_latents)
+steer_saes = {t: ImageLevelSAE(sae, tokens_per_image=64) for t, sae in saes.items()}  # 8x8 tokens per image
 
 
 def scenes_with(concept, n=6):
@@ -266,7 +272,7 @@ if found:
     target = found[-1]
     labels_t = scenes_with(target)
     before = pipe(labels_t, latents=noise)
-    with concept_steering(pipe, saes, concept_latents, target, "ablate"):
+    with concept_steering(pipe, steer_saes, concept_latents, target, "ablate"):
         after = pipe(labels_t, latents=noise)
     print(f"ablate {target!r}:\n  before {presence(before)}\n  after  {presence(after)}")
     show(torch.cat([before[:3], after[:3]]), ["before"] * 3 + [f"ablate {target}"] * 3, OUT / "steering.png")
@@ -284,7 +290,7 @@ if parents:
     parent = parents[0]
     labels_p = scenes_with(parent)
     before = pipe(labels_p, latents=noise)
-    with concept_steering(pipe, saes, concept_latents, parent, "ablate", include_descendants=True,
+    with concept_steering(pipe, steer_saes, concept_latents, parent, "ablate", include_descendants=True,
                           concept_graph=recovered):
         after = pipe(labels_p, latents=noise)
     print(f"ablate {parent!r} with its recovered descendants {sorted(recovered.descendants(parent))}:\n"
@@ -307,7 +313,7 @@ if options:
     high = float(saes[t_mid].encode(eval_acts[t_mid])[:, ids].max())
     base = dw.labels([*dw.ancestors(concept)]).repeat(6, 1)   # the parent chain, without the concept
     plain = pipe(base, latents=noise)
-    with DiffusionSteering(pipe, saes[t_mid], dw.HOOK, ids, "clamp", value=high,
+    with DiffusionSteering(pipe, steer_saes[t_mid], dw.HOOK, ids, "clamp", value=high,
                            window=StepWindow(timesteps=(300, 701)), num_inference_steps=20):
         steered = pipe(base, latents=noise)
     print(f"clamp {concept!r} (latents {ids} at t={t_mid}) to {high:.2f} on {dw.ancestors(concept)} scenes:\n"
