@@ -289,7 +289,10 @@ def steering_eval(pipe: Any, saes: dict[int, Any], latents: dict[str, dict[int, 
 
 
 # --- driver --------------------------------------------------------------------------------------
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, artefacts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The benchmark; with ``artefacts`` (a dict) it is also filled with what the run built
+    (``pipe``, ``hook``, ``saes``, ``steer_saes``, ``latents``, ``latent_graph``, ``assignment``,
+    ``concept_graph``) for callers that go on from there, e.g. the demo."""
     from sae_causal_plugin.worlds.diffusion_world import (
         CONCEPTS,
         HOOK,
@@ -369,6 +372,9 @@ def run(cfg: Config) -> dict[str, Any]:
         "config": {**asdict(cfg), "k": cfg.k if cfg.k else true_mean_l0()},
     }
     result["met"] = {k: result[k] >= v for k, v in TARGETS.items()}
+    if artefacts is not None:
+        artefacts.update(pipe=pipe, hook=hook, saes=saes, steer_saes=steer_saes, latents=latents,
+                         latent_graph=graph, assignment=assignment, concept_graph=cgraph)
     return result
 
 

@@ -57,6 +57,7 @@ from sae_causal_plugin.worlds.diffusion_world.model import (
     load_pretrained,
     save_pretrained,
 )
+from sae_causal_plugin.worlds.diffusion_world.run import run_diffusion_world
 from sae_causal_plugin.worlds.diffusion_world.scenes import (
     PALETTE,
     from_model,
@@ -96,6 +97,7 @@ __all__ = [
     "labels",
     "load_pretrained",
     "render",
+    "run_diffusion_world",
     "sample_labels",
     "sample_scenes",
     "sample_strengths",

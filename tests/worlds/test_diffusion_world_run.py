@@ -1,0 +1,77 @@
+"""``run_diffusion_world`` at a tiny size: the WorldRun contract, the image grids, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from sae_causal_plugin.cli.demo import world_runner
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.report import write_report
+from sae_causal_plugin.worlds.diffusion_world import CONCEPTS, run_diffusion_world, true_graph
+from sae_causal_plugin.worlds.diffusion_world.run import save_grid
+from sae_causal_plugin.worlds.run import WorldRun
+
+TINY = dict(train_images=256, eval_images=256, sae_steps=60, sae_batch=64, n_samples=2, n_show=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[WorldRun, Path]:
+    out = tmp_path_factory.mktemp("diffusion_run")
+    return run_diffusion_world(0, out_dir=out, progress=False, **TINY), out
+
+
+def test_demo_finds_the_runner() -> None:
+    assert world_runner("diffusion") is run_diffusion_world
+
+
+def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
+    run, out = tiny_run
+    assert run.world == "diffusion"
+    assert run.true_graph == true_graph()
+    assert isinstance(run.learned_graph, ConceptGraph) and run.learned_graph.concepts
+    for node in run.learned_graph.concepts:
+        attrs = run.learned_graph.concept_attrs(node)
+        assert attrs["timestep"] in (901, 501, 101)
+        if "concept" in attrs:
+            assert attrs["concept"] in CONCEPTS and attrs["match_f1"] >= 0.8
+    for key in ("edge_f1", "steer_success", "off_target_preserved", "ablation_success"):
+        assert 0.0 <= run.metrics[key] <= 1.0
+    assert run.metrics["n_samples"] > 0 and run.metrics["seconds"] > 0
+    json.dumps(run.metrics)  # plain JSON types
+    assert "2 generations per concept" in run.description
+    assert 1 <= len(run.steering_examples) <= 2
+    for ex in run.steering_examples:
+        for path in (ex.before, ex.after):
+            assert isinstance(path, Path) and path.parent == out / "steering"
+            assert Image.open(path).size == (3 * 64 + 2 * 2, 64)
+        assert len(ex.table) == 3 and ex.title.startswith("ablate ")
+
+
+def test_report_from_the_run(tiny_run: tuple[WorldRun, Path], tmp_path: Path) -> None:
+    index = write_report(tiny_run[0], tmp_path / "report")
+    html = index.read_text(encoding="utf-8")
+    assert "edge_f1" in html and "steer_success" in html
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["edge_f1"] == tiny_run[0].metrics["edge_f1"]
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown options"):
+        run_diffusion_world(0, train_imgs=10)
+    with pytest.raises(ValueError, match="n_show"):
+        run_diffusion_world(0, n_show=0)
+
+
+def test_save_grid(tmp_path: Path) -> None:
+    images = torch.zeros(2, 3, 16, 16)
+    images[1, 0] = 1.0  # second image red
+    path = save_grid(images, tmp_path / "g.png", scale=2, gap=1)
+    grid = Image.open(path).convert("RGB")
+    assert grid.size == (2 * 32 + 1, 32)
+    assert grid.getpixel((0, 0)) == (0, 0, 0) and grid.getpixel((40, 5)) == (255, 0, 0)
+    with pytest.raises(ValueError, match="batch, 3"):
+        save_grid(torch.zeros(3, 16, 16), tmp_path / "bad.png")
