@@ -47,7 +47,7 @@ def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
     assert 1 <= len(run.steering_examples) <= 2
     for ex in run.steering_examples:
         for path in (ex.before, ex.after):
-            assert isinstance(path, Path) and path.parent == out / "steering"
+            assert isinstance(path, Path) and path.parent == out / "steering_grids"
             assert Image.open(path).size == (3 * 64 + 2 * 2, 64)
         assert len(ex.table) == 3 and ex.title.startswith("ablate ")
 
@@ -75,3 +75,32 @@ def test_save_grid(tmp_path: Path) -> None:
     assert grid.getpixel((0, 0)) == (0, 0, 0) and grid.getpixel((40, 5)) == (255, 0, 0)
     with pytest.raises(ValueError, match="batch, 3"):
         save_grid(torch.zeros(3, 16, 16), tmp_path / "bad.png")
+
+
+def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """``sae-causal demo --world diffusion`` end to end, with the run shrunk to the tiny size."""
+    from sae_causal_plugin.cli.main import main
+    from sae_causal_plugin.worlds.diffusion_world import run as run_module
+
+    tiny = {k: v for k, v in TINY.items() if k != "n_show"}
+    monkeypatch.setattr(run_module, "DEFAULTS", tiny)
+    assert main(["demo", "--world", "diffusion", "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    assert "report written to" in capsys.readouterr().out
+    report = tmp_path / "report"
+    assert (report / "index.html").is_file() and (report / "concept_graph.png").is_file()
+    assert sorted(p.name for p in (report / "steering").glob("*_before.png"))
+
+
+@pytest.mark.slow
+def test_demo_command_full_size(tmp_path: Path) -> None:
+    """The real demo (about 40 s on a quiet 2-core machine); the figures are the benchmark's."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "sae_causal_plugin", "demo", "--world", "diffusion",
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_samples"] == 11 * 16 and metrics["seconds"] < 300
+    assert len(list((out / "steering").glob("*_after.png"))) == 2

@@ -60,7 +60,7 @@ def run_diffusion_world(
 
     ``options`` override the benchmark's ``Config`` fields (e.g. ``train_images``,
     ``eval_images``, ``sae_steps``, ``n_samples``) on top of :data:`DEFAULTS`.  The grids are
-    written as PNG files to ``out_dir / "steering"`` (a new temporary folder when ``out_dir`` is
+    written as PNG files to ``out_dir / "steering_grids"`` (a new temporary folder when ``out_dir`` is
     ``None``).
     """
     known = {f.name for f in fields(bench.Config)}
@@ -70,7 +70,7 @@ def run_diffusion_world(
     if not isinstance(n_show, int) or n_show < 1:
         raise ValueError(f"n_show must be a positive int, got {n_show!r}")
     cfg = bench.Config(**{**DEFAULTS, **options, "seed": seed})
-    image_dir = Path(out_dir) / "steering" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
+    image_dir = Path(out_dir) / "steering_grids" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
     image_dir.mkdir(parents=True, exist_ok=True)
 
     artefacts: dict[str, Any] = {}
