@@ -49,7 +49,7 @@ def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
         for path in (ex.before, ex.after):
             assert isinstance(path, Path) and path.parent == out / "steering_grids"
             assert Image.open(path).size == (3 * 64 + 2 * 2, 64)
-        assert len(ex.table) == 3 and ex.title.startswith("ablate ")
+        assert len(ex.table) == 3 and ex.title.split()[0] in ("ablate", "add")
 
 
 def test_report_from_the_run(tiny_run: tuple[WorldRun, Path], tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ steering examples as before / after image grids generated from the same noise:
 
 * ablating the parent concept that the run removes best, together with its descendants in the
   recovered graph;
-* ablating the single part / detail concept whose steering worked best.
+* adding the part / detail concept whose latents match it best (mean F1): its latents are clamped
+  to their mean value where they fire, on scenes that hold its parent but not the concept.
 
 The demo uses fewer steered generations per concept than the benchmark (``n_samples`` 16 instead
 of 32) so that it stays within a few minutes on two CPU cores; every other setting is the
@@ -32,8 +33,18 @@ from torch import Tensor
 
 from sae_causal_plugin.bench import diffusion_world as bench
 from sae_causal_plugin.graph import ConceptGraph
-from sae_causal_plugin.worlds.diffusion_world.concepts import CONCEPTS, LEVELS, children, names, true_graph
+from sae_causal_plugin.worlds.diffusion_world.concepts import (
+    CONCEPT_INDEX,
+    CONCEPTS,
+    LEVELS,
+    PARENT,
+    all_classes,
+    children,
+    names,
+    true_graph,
+)
 from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
+from sae_causal_plugin.worlds.diffusion_world.scenes import render
 from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
 from sae_causal_plugin.worlds.diffusion_world.timestep_graph import parse_node
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
@@ -114,49 +125,95 @@ def named_graph(graph: ConceptGraph, assignment: dict[str, tuple[str, float]]) -
 
 def _steering_examples(result: dict[str, Any], artefacts: dict[str, Any], cfg: Any, image_dir: Path,
                        n_show: int) -> list[SteeringExample]:
-    """The best-removed parent (with descendants) and the best-steered single concept that can be edited."""
-    steer = result["steering"]
+    """Ablate the best-removed parent with its descendants; add the best-matched part / detail."""
+    steer, latents = result["steering"], artefacts["latents"]
     parents = sorted((c for c in CONCEPTS if children(c)), key=lambda c: -steer["ablation"][c]["ablation_success"])
-    singles = sorted((c for c, row in steer["per_concept"].items() if "note" not in row),
-                     key=lambda c: (-steer["per_concept"][c]["steer_success"],
-                                    -steer["per_concept"][c]["off_target_preserved"]))
     examples = []
-    for candidates, family in ((parents, True), (singles, False)):
-        for concept in candidates:
-            try:
-                examples.append(_example(concept, family, artefacts, cfg, image_dir, n_show))
-                break
-            except ValueError as err:  # the concept (and its family) has no latent to edit
-                bench._log(f"  no steering example for {concept}: {err}")
+    for concept in parents:
+        try:
+            examples.append(_ablation_example(concept, artefacts, cfg, image_dir, n_show))
+            break
+        except ValueError as err:  # neither the concept nor its recovered descendants have a latent
+            bench._log(f"  no ablation example for {concept}: {err}")
+    f1 = {c: [f for c2, f in artefacts["assignment"].values() if c2 == c] for c in CONCEPTS}
+    addable = [c for c in CONCEPTS if LEVELS[c] > 0 and any(latents.get(c, {}).values())]
+    if addable:
+        best = max(addable, key=lambda c: sum(f1[c]) / len(f1[c]))
+        examples.append(_addition_example(best, artefacts, cfg, image_dir, n_show))
     return examples
 
 
-@torch.no_grad()
-def _example(concept: str, with_descendants: bool, artefacts: dict[str, Any], cfg: Any, image_dir: Path,
-             n_show: int) -> SteeringExample:
-    """Ablate ``concept`` (with its recovered descendants) on ``n_show`` scenes; before / after grids."""
-    pipe, graph = artefacts["pipe"], artefacts["concept_graph"]
+def _ablation_example(concept: str, artefacts: dict[str, Any], cfg: Any, image_dir: Path,
+                      n_show: int) -> SteeringExample:
+    """Ablate ``concept`` with its recovered descendants on scenes that hold all of them."""
+    graph = artefacts["concept_graph"]
     gen = torch.Generator().manual_seed(cfg.seed + 11)
-    labels = bench._scenes_with(concept, with_descendants, n_show, gen)
-    noise = torch.randn(n_show, 3, 16, 16, generator=gen)
+    labels = bench._scenes_with(concept, True, n_show, gen)
+    descendants = sorted(graph.descendants(concept))
+    what = f"{concept} with its recovered descendants {descendants}"
+    return _example(f"ablate {what}", f"ablate_{concept}_with_descendants", concept, False, labels, artefacts,
+                    cfg, image_dir, dict(mode="ablate", include_descendants=True, concept_graph=graph),
+                    f"Ablating {what} in every timestep's SAE")
+
+
+def _addition_example(concept: str, artefacts: dict[str, Any], cfg: Any, image_dir: Path,
+                      n_show: int) -> SteeringExample:
+    """Clamp ``concept``'s latents to their mean firing value on scenes with its parent but without it."""
+    gen = torch.Generator().manual_seed(cfg.seed + 12)
+    classes = all_classes()
+    pool = classes[classes[:, CONCEPT_INDEX[PARENT[concept]]] & ~classes[:, CONCEPT_INDEX[concept]]]
+    labels = pool[torch.randint(0, pool.shape[0], (n_show,), generator=gen)]
+    value = firing_value(concept, artefacts, cfg.seed)
+    return _example(f"add {concept}", f"add_{concept}", concept, True, labels, artefacts, cfg, image_dir,
+                    dict(mode="clamp", value=value),
+                    f"Clamping {concept}'s latents to {value:.2f} (their mean value where they fire on scenes "
+                    f"with {concept}) in every timestep's SAE, on scenes with {PARENT[concept]} but no {concept}")
+
+
+@torch.no_grad()
+def firing_value(concept: str, artefacts: dict[str, Any], seed: int, n_scenes: int = 64) -> float:
+    """Mean value of ``concept``'s latents where they fire, on rendered scenes holding ``concept``."""
+    pipe, saes, latents, hook = artefacts["pipe"], artefacts["saes"], artefacts["latents"], artefacts["hook"]
+    gen = torch.Generator().manual_seed(seed + 13)
+    labels = bench._scenes_with(concept, False, n_scenes // 2, gen)
+    if children(concept):
+        labels = torch.cat([labels, bench._scenes_with(concept, True, n_scenes - labels.shape[0], gen)])
+    images = render(labels, generator=gen)
+    timesteps = tuple(sorted(latents[concept]))
+    acts = bench.collect_activations(pipe, images, labels, timesteps, seed + 14, hook)
+    values = []
+    for t in timesteps:
+        code = saes[t].encode(bench.pool_images(acts[t], labels.shape[0]))[:, latents[concept][t]]
+        values.append(code[code > 0])
+    fired = torch.cat(values)
+    if fired.numel() == 0:
+        raise ValueError(f"the latents of {concept!r} never fire on scenes that hold it")
+    return float(fired.mean())
+
+
+@torch.no_grad()
+def _example(title: str, stem: str, concept: str, wanted: bool, labels: Tensor, artefacts: dict[str, Any],
+             cfg: Any, image_dir: Path, steering: dict[str, Any], what: str) -> SteeringExample:
+    """Generate ``labels`` from the same noise without and with the steering; before / after grids."""
+    pipe = artefacts["pipe"]
+    noise = torch.randn(labels.shape[0], 3, 16, 16, generator=torch.Generator().manual_seed(cfg.seed + 15))
     before = pipe(labels, num_inference_steps=cfg.num_inference_steps, latents=noise)
-    extra = dict(include_descendants=True, concept_graph=graph) if with_descendants else {}
-    with concept_steering(pipe, artefacts["steer_saes"], artefacts["latents"], concept, "ablate",
-                          hook=artefacts["hook"], num_inference_steps=cfg.num_inference_steps, **extra):
+    with concept_steering(pipe, artefacts["steer_saes"], artefacts["latents"], concept, hook=artefacts["hook"],
+                          num_inference_steps=cfg.num_inference_steps, **steering):
         after = pipe(labels, num_inference_steps=cfg.num_inference_steps, latents=noise)
-    stem = f"ablate_{concept}" + ("_with_descendants" if with_descendants else "")
     paths = [image_dir / f"{stem}_{side}.png" for side in ("before", "after")]
     for images, path in zip((before, after), paths):
         save_grid(images, path)
     read_before, read_after = detect_concepts(before), detect_concepts(after)
     table = [{"image": i + 1, "before": ", ".join(names(b)), "after": ", ".join(names(a))}
              for i, (b, a) in enumerate(zip(read_before, read_after))]
-    gone = sum(int(not a[CONCEPTS.index(concept)]) for a in read_after)
-    descendants = sorted(graph.descendants(concept)) if with_descendants else []
-    what = f"{concept} with its recovered descendants {descendants}" if with_descendants else concept
-    note = (f"Ablating {what} in every timestep's SAE (same noise before and after); {concept} is gone in "
-            f"{gone} of {n_show} images by the detectors.  Rows of the table: concepts read off each image.")
-    return SteeringExample(title=f"ablate {what}", before=paths[0], after=paths[1], note=note, table=table)
+    hits = int((read_after[:, CONCEPT_INDEX[concept]] == wanted).sum())
+    others = [i for i in range(len(CONCEPTS)) if i != CONCEPT_INDEX[concept]]
+    kept = int((read_after[:, others] == read_before[:, others]).all(1).sum())
+    note = (f"{what} (same noise before and after): {concept} is {'present' if wanted else 'gone'} in {hits} of "
+            f"{len(table)} images and every other concept unchanged in {kept}, read by the detectors "
+            "(table: concepts read off each image).")
+    return SteeringExample(title=title, before=paths[0], after=paths[1], note=note, table=table)
 
 
 def save_grid(images: Float[Tensor, "batch 3 height width"], path: Path, scale: int = 4, gap: int = 2) -> Path:
@@ -173,4 +230,4 @@ def save_grid(images: Float[Tensor, "batch 3 height width"], path: Path, scale: 
     return path
 
 
-__all__ = ["DEFAULTS", "named_graph", "run_diffusion_world", "save_grid"]
+__all__ = ["DEFAULTS", "firing_value", "named_graph", "run_diffusion_world", "save_grid"]
