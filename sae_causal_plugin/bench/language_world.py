@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steer-scale", type=float, default=None,
                         help="steering value in units of the latent's mean firing activation (default 2)")
     parser.add_argument("--training-tokens", type=int, default=None, help="SAE training tokens (default 600000)")
-    parser.add_argument("--steer-positions", choices=("all", "nouns"), default=None,
-                        help="where the steering acts: every position (default) or the entity nouns")
+    parser.add_argument("--read", choices=("nouns", "slots"), default=None,
+                        help="which tokens the SAE reads: the entity nouns (default) or the entity slots "
+                             "(`the`, subcategory cues), labelled by what the text named last")
+    parser.add_argument("--steer-positions", choices=("all", "nouns", "slots"), default=None,
+                        help="where steering and ablation act: every position (default), the entity nouns or "
+                             "the entity slots")
     parser.add_argument("--sweep", type=float, nargs="*", default=None, metavar="SCALE",
                         help="also measure the steering figures at these scales (a trade-off table)")
     parser.add_argument("--no-layers", action="store_true", help="skip the levels = layers SAEs")
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     from sae_causal_plugin.worlds.language_world import run_language_world
 
     options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens),
-                                 ("steer_positions", args.steer_positions), ("steer_sweep", args.sweep))
+                                 ("steer_positions", args.steer_positions), ("steer_sweep", args.sweep),
+                                 ("read", args.read))
                if v is not None}
     if args.no_layers:
         options["layers"] = False

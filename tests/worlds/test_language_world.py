@@ -90,6 +90,23 @@ def test_encode_decode_and_slots():
         generate_corpus(0)
 
 
+def test_slot_words_and_carried_labels():
+    from sae_causal_plugin.worlds.language_world.saes import carried_labels, content_words
+
+    assert "the" in content_words(kind="slots") and "owl" not in content_words(kind="slots")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        content_words(kind="verbs")
+    corpus = generate_corpus(8, seed=3)
+    carried = carried_labels(corpus.active)
+    named = corpus.active.any(-1)
+    assert torch.equal(carried[named], corpus.active[named])
+    # a sentence-opening ``the`` (not the first word) carries what the previous sentence named
+    the = (corpus.tokens == TX.token_id["the"]) & (torch.arange(corpus.tokens.shape[1]) > 1)
+    doc, pos = the.nonzero()[0].tolist()
+    assert not corpus.active[doc, pos].any() and torch.equal(carried[doc, pos], corpus.active[doc, pos - 1])
+    assert not carried[:, 0].any()
+
+
 def test_shipped_model_is_small_loads_offline_and_knows_the_taxonomy():
     files = [ASSETS / "language_world_model.safetensors", ASSETS / "language_world_config.json"]
     assert all(f.is_file() for f in files)

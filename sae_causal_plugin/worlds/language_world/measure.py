@@ -106,6 +106,11 @@ def noun_positions(tokens: Int[Tensor, "n seq"], taxonomy: Taxonomy) -> Bool[Ten
     return torch.isin(tokens, torch.tensor(ids))
 
 
+def slot_positions(tokens: Int[Tensor, "n seq"], taxonomy: Taxonomy) -> Bool[Tensor, "n seq"]:
+    """Every entity-slot word (``the``, subcategory cues): where the slot SAE reads."""
+    return entity_slot_mask(tokens, taxonomy)
+
+
 def typical_activation(sae: Any, x: Float[Tensor, "n d"], latent: int) -> float:
     """Mean non-zero activation of ``latent`` on ``x`` (the size of a natural firing)."""
     with torch.no_grad():

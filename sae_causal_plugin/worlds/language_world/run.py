@@ -51,6 +51,7 @@ from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 #: documented defaults of :func:`run_language_world`.
 DEFAULTS: dict[str, Any] = dict(
     hook_name=DEFAULT_HOOK,
+    read="nouns",
     training_tokens=300_000,
     batch_size_tokens=256,
     d_sae=48,
@@ -95,12 +96,13 @@ def run_language_world(
     sae_config = default_sae_config(int(model.cfg.d_model), d_sae=opt["d_sae"], k=opt["k"],
                                     nested_coefficient=opt["nested_coefficient"], level_widths=opt["level_widths"])
     sae, saved = train_layer_sae(model, hook_name=hook, seed=seed, training_tokens=opt["training_tokens"],
-                                 batch_size_tokens=opt["batch_size_tokens"], sae_config=sae_config, out_dir=sae_dir)
+                                 batch_size_tokens=opt["batch_size_tokens"], sae_config=sae_config, out_dir=sae_dir,
+                                 words=opt["read"])
     bar.update()
 
     bar.set_postfix_str("recovering the concept graph")
     corpus = generate_corpus(opt["n_eval_documents"], seed=seed + 1000, taxonomy=taxonomy)
-    x, active = collect_activations(model, corpus, hook)
+    x, active = collect_activations(model, corpus, hook, words=opt["read"])
     graph = recover_concept_graph(sae, x)
     match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts)
     scores = score_taxonomy_recovery(graph, match, taxonomy)
@@ -123,11 +125,13 @@ def run_language_world(
 
     bar.set_postfix_str("steering toward categories")
     per_category: dict[str, dict[str, float]] = {}
-    if opt["steer_positions"] not in ("all", "nouns"):
-        raise ValueError(f"steer_positions must be 'all' or 'nouns', got {opt['steer_positions']!r}")
+    position_sets = {"all": None, "nouns": measure.noun_positions, "slots": measure.slot_positions}
+    if opt["steer_positions"] not in position_sets:
+        raise ValueError(f"steer_positions must be one of {sorted(position_sets)}, got {opt['steer_positions']!r}")
 
     def where(tokens: torch.Tensor) -> torch.Tensor | None:
-        return measure.noun_positions(tokens, taxonomy) if opt["steer_positions"] == "nouns" else None
+        positions = position_sets[opt["steer_positions"]]
+        return None if positions is None else positions(tokens, taxonomy)
 
     for category in taxonomy.categories:
         latent = latent_of.get(category)
@@ -182,6 +186,7 @@ def run_language_world(
         n_true_edges=scores["n_true_edges"],
         seed=seed,
         hook_name=hook,
+        read=opt["read"],
         steer_scale=opt["steer_scale"],
         steer_positions=opt["steer_positions"],
         per_category={c: {k: float(v) for k, v in r.items()} for c, r in per_category.items()},

@@ -100,13 +100,19 @@ def train_layer_sae(
     return sae, (saved[0] if saved else output_path)
 
 
+WORD_KINDS = ("nouns", "content", "slots")
+
+
 def content_words(taxonomy: Taxonomy = DEFAULT_TAXONOMY, kind: str = "nouns") -> list[str]:
-    """The words an SAE reads: ``"nouns"`` (items, ``thing``, ``one``) or ``"content"`` (cues too)."""
-    if kind not in ("nouns", "content"):
-        raise ValueError(f"kind must be 'nouns' or 'content', got {kind!r}")
+    """The words an SAE reads: ``"nouns"`` (items, ``thing``, ``one``), ``"content"`` (cues too) or
+    ``"slots"`` (the entity-slot words ``the`` and subcategory cues, after which an item can follow)."""
+    if kind not in WORD_KINDS:
+        raise ValueError(f"kind must be one of {WORD_KINDS}, got {kind!r}")
     nouns = taxonomy.items + ["thing", "one"]
     if kind == "nouns":
         return nouns
+    if kind == "slots":
+        return ["the"] + [w for s in taxonomy.subcategories for w in taxonomy.cues[s]]
     return [w for c in taxonomy.categories + taxonomy.subcategories for w in taxonomy.cues[c]] + nouns
 
 
@@ -120,13 +126,26 @@ def excluded_token_ids(taxonomy: Taxonomy = DEFAULT_TAXONOMY, kind: str = "nouns
 def collect_activations(
     model: Any, corpus: Corpus, hook_name: str = DEFAULT_HOOK, batch_size: int = 256, words: str = "nouns",
 ) -> tuple[Float[Tensor, "n d"], Bool[Tensor, "n n_concepts"]]:
-    """Activations at ``hook_name`` of every content word (:func:`content_words`), with its concept labels."""
+    """Activations at ``hook_name`` of every content word (:func:`content_words`), with its concept labels.
+
+    With ``words="slots"`` the labels are :func:`carried_labels` (what the text has named most
+    recently), since a sentence-opening ``the`` has named nothing itself.
+    """
     acts = []
     for chunk in corpus.tokens.split(batch_size):
         _, cache = model.run_with_cache(chunk, names_filter=hook_name)
         acts.append(cache[hook_name])
     keep = ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy, words)))
-    return torch.cat(acts)[keep], corpus.active[keep]
+    labels = carried_labels(corpus.active) if words == "slots" else corpus.active
+    return torch.cat(acts)[keep], labels[keep]
+
+
+def carried_labels(active: Bool[Tensor, "n seq c"]) -> Bool[Tensor, "n seq c"]:
+    """Each position's concepts, or, where its sentence has named none yet, those of the last position that had some."""
+    named = active.any(-1)
+    positions = torch.arange(active.shape[1]).expand_as(named)
+    source = torch.where(named, positions, torch.zeros_like(positions)).cummax(1).values
+    return active.gather(1, source[..., None].expand_as(active))
 
 
 @torch.no_grad()
