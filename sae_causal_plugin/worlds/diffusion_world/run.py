@@ -208,10 +208,11 @@ def _example(title: str, stem: str, concept: str, wanted: bool, labels: Tensor, 
     table = [{"image": i + 1, "before": ", ".join(names(b)), "after": ", ".join(names(a))}
              for i, (b, a) in enumerate(zip(read_before, read_after))]
     hits = int((read_after[:, CONCEPT_INDEX[concept]] == wanted).sum())
-    others = [i for i in range(len(CONCEPTS)) if i != CONCEPT_INDEX[concept]]
+    edited = {concept, *(steering["concept_graph"].descendants(concept) if steering.get("include_descendants") else ())}
+    others = [CONCEPT_INDEX[c] for c in CONCEPTS if c not in edited]
     kept = int((read_after[:, others] == read_before[:, others]).all(1).sum())
     note = (f"{what} (same noise before and after): {concept} is {'present' if wanted else 'gone'} in {hits} of "
-            f"{len(table)} images and every other concept unchanged in {kept}, read by the detectors "
+            f"{len(table)} images and every concept not edited unchanged in {kept}, read by the detectors "
             "(table: concepts read off each image).")
     return SteeringExample(title=title, before=paths[0], after=paths[1], note=note, table=table)
 
