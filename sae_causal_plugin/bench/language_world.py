@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steer-scale", type=float, default=None,
                         help="steering value in units of the latent's mean firing activation (default 2)")
     parser.add_argument("--training-tokens", type=int, default=None, help="SAE training tokens (default 600000)")
+    parser.add_argument("--hook", default=None, help="hook the SAE reads (default blocks.0.hook_resid_post)")
+    parser.add_argument("--k", type=int, default=None, help="BatchTopK k of the SAE (default 3)")
     parser.add_argument("--read", choices=("nouns", "slots"), default=None,
                         help="which tokens the SAE reads: the entity nouns (default) or the entity slots "
                              "(`the`, subcategory cues), labelled by what the text named last")
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens),
                                  ("steer_positions", args.steer_positions), ("steer_sweep", args.sweep),
-                                 ("read", args.read))
+                                 ("read", args.read), ("hook_name", args.hook), ("k", args.k))
                if v is not None}
     if args.no_layers:
         options["layers"] = False
