@@ -15,22 +15,24 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sae_causal_plugin.worlds.language_world.run import DEFAULTS
+
     parser = argparse.ArgumentParser(prog="python -m sae_causal_plugin.bench language-world", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed of the SAE training and the text draws")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
     parser.add_argument("--out", type=Path, default=None, help="also save the trained SAE under this folder")
     parser.add_argument("--steer-scale", type=float, default=None,
-                        help="steering value in units of the latent's mean firing activation (default 2)")
-    parser.add_argument("--training-tokens", type=int, default=None, help="SAE training tokens (default 600000)")
-    parser.add_argument("--hook", default=None, help="hook the SAE reads (default blocks.0.hook_resid_post)")
-    parser.add_argument("--k", type=int, default=None, help="BatchTopK k of the SAE (default 3)")
+                        help=f"steering value in units of the latent's mean firing activation (default {DEFAULTS['steer_scale']})")
+    parser.add_argument("--training-tokens", type=int, default=None, help=f"SAE training tokens (default {DEFAULTS['training_tokens']})")
+    parser.add_argument("--hook", default=None, help=f"hook the SAE reads (default {DEFAULTS['hook_name']})")
+    parser.add_argument("--k", type=int, default=None, help=f"BatchTopK k of the SAE (default {DEFAULTS['k']})")
     parser.add_argument("--read", choices=("nouns", "slots"), default=None,
-                        help="which tokens the SAE reads: the entity nouns (default) or the entity slots "
-                             "(`the`, subcategory cues), labelled by what the text named last")
+                        help="which tokens the SAE reads: the entity nouns or the entity slots (`the`, subcategory "
+                             f"cues), labelled by what the text named last (default {DEFAULTS['read']})")
     parser.add_argument("--steer-positions", choices=("all", "nouns", "slots"), default=None,
-                        help="where steering and ablation act: every position (default), the entity nouns or "
-                             "the entity slots")
+                        help="where steering and ablation act: every position, the entity nouns or the entity slots "
+                             f"(default {DEFAULTS['steer_positions']})")
     parser.add_argument("--sweep", type=float, nargs="*", default=None, metavar="SCALE",
                         help="also measure the steering figures at these scales (a trade-off table)")
     parser.add_argument("--no-layers", action="store_true", help="skip the levels = layers SAEs")

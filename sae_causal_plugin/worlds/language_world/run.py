@@ -6,8 +6,8 @@ text, matches latents to the true concepts (names them), scores the graph agains
 taxonomy, and measures concept steering:
 
 * ``edge_f1``: recovered vs true taxonomy edges (:func:`.saes.score_taxonomy_recovery`);
-* ``steer_mass_ratio``: adding a category's latent (at every position, or at the entity nouns with
-  ``steer_positions="nouns"``) multiplies the probability mass of the
+* ``steer_mass_ratio``: adding a category's latent (at the entity slots by default; at every
+  position with ``steer_positions="all"``, at the entity nouns with ``"nouns"``) multiplies the probability mass of the
   category's items at entity slots of text about other categories by this factor (geometric mean
   over categories); ``ppl_increase``: the relative perplexity change of that text under the same
   steering (mean over categories);
@@ -49,18 +49,29 @@ from sae_causal_plugin.worlds.language_world.saes import (
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
 #: documented defaults of :func:`run_language_world`.
+READ_DESCRIPTION = {
+    "nouns": "the entity nouns (items, 'thing', 'one')",
+    "slots": "the entity slots ('the' and subcategory cue words, where an item can come next)",
+}
+
+#: The slot configuration (the SAE reads the entity slots at ``blocks.1.hook_resid_mid``, k 4,
+#: steering and ablation act at the slots, steering value 1.1 x the latent's mean activation) is
+#: the default since it reaches the steering target on seeds 0-2 and halves the ablation fraction
+#: against the noun configuration (``read="nouns"``, ``hook_name=DEFAULT_HOOK``, ``k=3``,
+#: ``steer_scale=2.0``, ``steer_positions="all"``), at a lower edge F1 on seeds 1 and 2; both are
+#: measured in ``benchmarks/results/language_world.md``.
 DEFAULTS: dict[str, Any] = dict(
-    hook_name=DEFAULT_HOOK,
-    read="nouns",
+    hook_name="blocks.1.hook_resid_mid",
+    read="slots",
     training_tokens=300_000,
     batch_size_tokens=256,
     d_sae=48,
-    k=3,
+    k=4,
     nested_coefficient=3.0,
     level_widths=[4, 12],
     n_eval_documents=1024,
-    steer_scale=2.0,
-    steer_positions="all",
+    steer_scale=1.1,
+    steer_positions="slots",
     steer_sweep=(),
     layers=True,
     example_prompt="the tasty sweet apple eaten juicy crisp . the",
@@ -198,7 +209,7 @@ def run_language_world(
         "A tiny HookedTransformer (2 layers, d_model 64) trained by the project on a synthetic language "
         f"with a known taxonomy ({len(taxonomy.categories)} categories, {len(taxonomy.subcategories)} "
         f"subcategories, {len(taxonomy.items)} items). A hierarchical BatchTopK SAE (nested coarse-to-fine "
-        f"term, widths {opt['level_widths']}) reads the entity nouns (items, 'thing', 'one') at {hook} and is "
+        f"term, widths {opt['level_widths']}) reads {READ_DESCRIPTION[opt['read']]} at {hook} and is "
         "trained through SAELens's LanguageModelSAETrainingRunner; the concept graph comes from its latents' "
         "co-firing on fresh text; latents are named by the true concept whose presence their firing "
         "matches best (Hungarian matching on firing F1)."
