@@ -1,0 +1,1 @@
+"""Tests of sae_causal_plugin.graph (a package so its conftest gets a unique module name)."""
