@@ -20,6 +20,8 @@ from typing import Any, Union
 
 import networkx as nx
 
+from sae_causal_plugin._plain_json import plain_json
+
 NodeId = Union[int, str]
 
 #: Edge statistics written by :func:`~sae_causal_plugin.graph.recover_concept_graph`.
@@ -48,25 +50,8 @@ def _check_node(node: Any) -> NodeId:
     raise TypeError(f"concept ids must be int or str, got {type(node).__name__} {node!r}")
 
 
-def _jsonable(value: Any) -> Any:
-    """Convert numpy / torch scalars and containers into plain JSON-able Python values."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if hasattr(value, "tolist"):  # tensors / arrays (incl. 0-d)
-        return _jsonable(value.tolist())
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    raise TypeError(f"attribute value {value!r} of type {type(value).__name__} is not JSON-able")
-
-
 def _clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): _jsonable(v) for k, v in attrs.items()}
+    return {str(k): plain_json(v, f"attribute {k!r}") for k, v in attrs.items()}
 
 
 class ConceptGraph:

@@ -43,7 +43,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .cofiring import CoFiringStats, to_padded_indices
-from .concept_graph import ConceptGraph
+from .concept_graph import EDGE_STAT_KEYS, ConceptGraph
 
 #: Documented defaults of :func:`recover_concept_graph`.
 DEFAULT_MIN_CONDITIONAL = 0.9
@@ -215,14 +215,7 @@ def build_concept_graph(
     graph = ConceptGraph()
     for i in nodes:
         graph.add_concept(i, firing_count=count_list[i], firing_rate=count_list[i] / max(n, 1))
-    columns = [
-        "count_child",
-        "count_parent",
-        "count_both",
-        "p_parent_given_child",
-        "p_child_given_parent",
-        "lift",
-    ]
+    columns = list(EDGE_STAT_KEYS)
     if stats.pruning:
         columns.append("count_both_upper")
     rows = {k: cand[k].tolist() for k in columns}

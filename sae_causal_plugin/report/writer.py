@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import numbers
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sae_causal_plugin._plain_json import plain_json
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.report.files import check_target_dir, staged_dir
 from sae_causal_plugin.report.html import render_index
@@ -40,7 +40,7 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
     """
     _check_run(run)
     out_dir = check_target_dir(out_dir, what="report folder")
-    metrics = {str(k): _plain(v, f"metrics[{k!r}]") for k, v in run.metrics.items()}
+    metrics = {str(k): plain_json(v, f"metrics[{k!r}]") for k, v in run.metrics.items()}
     with staged_dir(out_dir, what="report folder") as stage:
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True) + "\n")
         run.learned_graph.save_json(stage / "concept_graph.json")
@@ -100,30 +100,13 @@ def _check_run(run: Any) -> None:
             )
 
 
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as plain JSON (numpy / torch scalars converted); ``ValueError`` otherwise."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if hasattr(value, "tolist"):
-        return _plain(value.tolist(), where)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ValueError(f"{where} = {value!r} ({type(value).__name__}) cannot be written to metrics.json")
-
-
 def _stage_example(i: int, ex: SteeringExample, stage: Path, out_dir: Path) -> dict[str, Any]:
     is_image = isinstance(ex.before, Path)
     before, after = str(ex.before), str(ex.after)
     if is_image:
         before = _copy_image(Path(ex.before), stage, out_dir, f"{i}_before", ex.title)
         after = _copy_image(Path(ex.after), stage, out_dir, f"{i}_after", ex.title)
-    table = [{str(k): _plain(v, f"steering example {ex.title!r} table") for k, v in row.items()}
+    table = [{str(k): plain_json(v, f"steering example {ex.title!r} table") for k, v in row.items()}
              for row in ex.table]
     return {"title": ex.title, "note": ex.note, "before": before, "after": after,
             "is_image": is_image, "table": table}
