@@ -37,7 +37,6 @@ from sae_causal_plugin.worlds.language_world import measure
 from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
 from sae_causal_plugin.worlds.language_world.model import load_language_world
 from sae_causal_plugin.worlds.language_world.saes import (
-    DEFAULT_HOOK,
     collect_activations,
     default_sae_config,
     latent_firing,
@@ -48,18 +47,19 @@ from sae_causal_plugin.worlds.language_world.saes import (
 )
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
-#: documented defaults of :func:`run_language_world`.
+#: how the report describes the tokens the SAE reads (option ``read``).
 READ_DESCRIPTION = {
     "nouns": "the entity nouns (items, 'thing', 'one')",
     "slots": "the entity slots ('the' and subcategory cue words, where an item can come next)",
 }
 
-#: The slot configuration (the SAE reads the entity slots at ``blocks.1.hook_resid_mid``, k 4,
-#: steering and ablation act at the slots, steering value 1.1 x the latent's mean activation) is
-#: the default since it reaches the steering target on seeds 0-2 and halves the ablation fraction
-#: against the noun configuration (``read="nouns"``, ``hook_name=DEFAULT_HOOK``, ``k=3``,
-#: ``steer_scale=2.0``, ``steer_positions="all"``), at a lower edge F1 on seeds 1 and 2; both are
-#: measured in ``benchmarks/results/language_world.md``.
+#: documented defaults of :func:`run_language_world`.  The slot configuration (the SAE reads
+#: the entity slots at ``blocks.1.hook_resid_mid``, k 4; steering and ablation act at the slots;
+#: steering value 1.1 x the latent's mean activation) is the default because it reaches the
+#: steering target on seeds 0-2 and halves the ablation fraction against the noun configuration
+#: (``read="nouns"``, ``hook_name="blocks.0.hook_resid_post"``, ``k=3``, ``steer_scale=2.0``,
+#: ``steer_positions="all"``), at a lower edge F1 on seeds 1 and 2; both are measured in
+#: ``benchmarks/results/language_world.md``.
 DEFAULTS: dict[str, Any] = dict(
     hook_name="blocks.1.hook_resid_mid",
     read="slots",
