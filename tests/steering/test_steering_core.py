@@ -6,6 +6,7 @@ import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
+from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.steering import decoder_directions, expand_latents, steer_activations
 
 D_IN, D_SAE = 6, 12
@@ -178,11 +179,7 @@ def test_expand_latents_with_descendants():
 
 
 def test_expand_latents_with_concept_graph():
-    graph_mod = pytest.importorskip("sae_causal_plugin.graph.concept_graph")
-    g = graph_mod.ConceptGraph()
-    try:
-        g.add_edge(3, 0)  # child 3 -> parent 0 (fine -> coarse)
-        g.add_edge(5, 3)
-    except Exception as err:  # the graph API is still being written
-        pytest.skip(f"ConceptGraph API not ready: {err}")
+    g = ConceptGraph()
+    g.add_edge(3, 0)  # child 3 -> parent 0 (fine -> coarse)
+    g.add_edge(5, 3)
     assert expand_latents([0], g) == [0, 3, 5]

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+# dev dependencies (pyproject's [dev]): the notebooks must run, so a missing one is an error, not a skip
+import ipykernel  # noqa: E402, F401  (the kernel the notebooks execute in)
+import nbclient  # noqa: E402
+import nbformat  # noqa: E402
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
