@@ -4,6 +4,7 @@ Importing the package registers the architectures ``hierarchical_batchtopk``,
 ``hierarchical_topk`` and ``hierarchical_jumprelu`` with SAELens (idempotently).
 """
 
+from sae_causal_plugin.graph import HierarchyDiagnosis, diagnose_hierarchy
 from sae_causal_plugin.saes import (
     HierarchicalBatchTopKTrainingSAE,
     HierarchicalBatchTopKTrainingSAEConfig,
@@ -30,4 +31,6 @@ __all__ = [
     "HierarchyMetadata",
     "load_hierarchy",
     "register_architectures",
+    "diagnose_hierarchy",
+    "HierarchyDiagnosis",
 ]

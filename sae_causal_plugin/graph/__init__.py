@@ -5,10 +5,13 @@
 * :func:`recover_concept_graph`: SAE + activations -> minimal-parent :class:`ConceptGraph`.
 * :func:`evaluate_hierarchy_recovery`, :func:`true_hierarchy_graph`: scoring against a
   SAELens synthetic hierarchy.
+* :func:`diagnose_hierarchy` -> :class:`HierarchyDiagnosis`: whether a wrong graph is the
+  dictionary's fault or the graph step's.
 """
 
 from .cofiring import CoFiringStats
 from .concept_graph import ConceptGraph
+from .diagnostics import HierarchyDiagnosis, diagnose_hierarchy
 from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
 from .recovery import build_concept_graph, recover_concept_graph
 
@@ -20,4 +23,6 @@ __all__ = [
     "evaluate_hierarchy_recovery",
     "match_latents_to_features",
     "true_hierarchy_graph",
+    "diagnose_hierarchy",
+    "HierarchyDiagnosis",
 ]
