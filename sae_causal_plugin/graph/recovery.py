@@ -32,6 +32,8 @@ they can be tested and reused without an SAE.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -243,11 +245,11 @@ def build_concept_graph(
 
 # ---------------------------------------------------------------------------- SAE glue
 def _check_unit(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}; pass a rate such as 0.9")
 
 
-def _iter_batches(
+def iter_checked_batches(
     activations: Tensor | Iterable[Tensor], d_in: int, batch_size: int
 ) -> Iterator[Float[Tensor, "batch d_in"]]:
     """Yield validated ``[<=batch_size, d_in]`` chunks of ``activations`` (streamed once)."""
@@ -337,7 +339,7 @@ def accumulate_cofiring(
 
     bar = tqdm(total=total, desc="co-firing stats", unit="rows", disable=not show_progress)
     with torch.no_grad():
-        for chunk in _iter_batches(activations, d_in, batch_size):
+        for chunk in iter_checked_batches(activations, d_in, batch_size):
             for s in range(0, chunk.shape[0], enc_rows):
                 x = chunk[s : s + enc_rows].to(sae_device)
                 acts = sae.encode(x)
@@ -371,6 +373,9 @@ def recover_concept_graph(
     device: str | torch.device | None = None,
     show_progress: bool = False,
     return_stats: bool = False,
+    evidence: str = "factorised",
+    selection_code: Any = None,
+    factorize_rows: int = 65536,
     **kwargs: Any,
 ) -> ConceptGraph | tuple[ConceptGraph, CoFiringStats]:
     """Recover the child -> parent concept graph of an SAE's latents from activations.
@@ -404,6 +409,14 @@ def recover_concept_graph(
             always runs on the SAE's device.
         show_progress: tqdm progress bar over rows.
         return_stats: also return the :class:`CoFiringStats`.
+        evidence: ``"factorised"`` (default): co-firing of the *selection code* of the SAE's
+            decoder factorisation (:func:`~.factorization.factorize_decoder`), in which a parent
+            that a child absorbed fires with that child, so the decoder composition and the
+            co-firing are read together; ``"cofiring"``: plain co-firing of the SAE's latents.
+        selection_code: a :class:`~.factorization.SelectionCode` of ``sae`` to use instead of
+            fitting one (implies ``evidence="factorised"``).
+        factorize_rows: the first this many rows of the stream (kept in memory, then streamed
+            on as usual: still one pass) count the firings that orient the factorisation.
         **kwargs: forwarded to :class:`CoFiringStats` (``prune_every``, ``max_pairs_per_chunk``).
 
     Returns:
@@ -424,10 +437,12 @@ def recover_concept_graph(
             )
     if isinstance(min_support, bool) or not isinstance(min_support, int) or min_support < 1:
         raise ValueError(f"min_support must be an int >= 1, got {min_support!r}")
-    if not isinstance(min_lift, (int, float)) or min_lift < 0:
-        raise ValueError(f"min_lift must be >= 0, got {min_lift!r}")
+    if not isinstance(min_lift, (int, float)) or not math.isfinite(min_lift) or min_lift < 0:
+        raise ValueError(f"min_lift must be a finite number >= 0, got {min_lift!r}; 0 turns the lift filter off")
     if max_parent_rate_ratio is not None and (
-        not isinstance(max_parent_rate_ratio, (int, float)) or max_parent_rate_ratio < 1
+        not isinstance(max_parent_rate_ratio, (int, float))
+        or not math.isfinite(max_parent_rate_ratio)
+        or max_parent_rate_ratio < 1
     ):
         raise ValueError(f"max_parent_rate_ratio must be None or >= 1, got {max_parent_rate_ratio!r}")
     if not isinstance(min_activation, (int, float)) or not min_activation >= 0:
@@ -437,6 +452,20 @@ def recover_concept_graph(
     for attr in ("cfg", "encode", "W_dec"):
         if not hasattr(sae, attr):
             raise TypeError(f"sae must be a SAELens SAE (missing .{attr}), got {type(sae).__name__}")
+    if evidence not in ("factorised", "cofiring"):
+        raise ValueError(f"evidence must be 'factorised' or 'cofiring', got {evidence!r}")
+    if isinstance(factorize_rows, bool) or not isinstance(factorize_rows, int) or factorize_rows < 1:
+        raise ValueError(f"factorize_rows must be a positive int, got {factorize_rows!r}")
+    code = selection_code
+    if code is None and evidence == "factorised":
+        from .factorization import factorize_decoder
+
+        head, activations = _peel_rows(activations, int(sae.cfg.d_in), factorize_rows, batch_size)
+        code = factorize_decoder(sae, head, max_rows=factorize_rows)
+        activations = itertools.chain([head], activations)
+    elif code is not None and (code.cfg.d_sae, code.cfg.d_in) != (sae.cfg.d_sae, sae.cfg.d_in):
+        raise ValueError("selection_code was fitted to an SAE of another shape; refit it with factorize_decoder")
+    encoder = code if code is not None else sae
 
     stats_device = torch.device(device) if device is not None else sae.W_dec.device
     use_pruning = prune and min_conditional > 0
@@ -449,7 +478,7 @@ def recover_concept_graph(
     )
     total = activations.shape[0] if isinstance(activations, Tensor) and activations.ndim >= 1 else None
     accumulate_cofiring(
-        sae,
+        encoder,
         activations,
         stats,
         batch_size=batch_size,
@@ -466,7 +495,34 @@ def recover_concept_graph(
         explain_margin=explain_margin,
     )
     graph.meta["min_activation"] = min_activation
+    graph.meta["evidence"] = "factorised" if code is not None else "cofiring"
+    if code is not None:
+        _mark_composition_links(graph, code)
     return (graph, stats) if return_stats else graph
+
+
+def _peel_rows(
+    activations: Tensor | Iterable[Tensor], d_in: int, n_rows: int, batch_size: int
+) -> tuple[Tensor, Iterator[Tensor]]:
+    """The first ``n_rows`` validated rows as one tensor, and an iterator over the rest."""
+    stream = iter_checked_batches(activations, d_in, batch_size)
+    head: list[Tensor] = []
+    seen = 0
+    for chunk in stream:
+        head.append(chunk)
+        seen += chunk.shape[0]
+        if seen >= n_rows:
+            break
+    return torch.cat(head), stream
+
+
+def _mark_composition_links(graph: ConceptGraph, code: Any) -> None:
+    """Edge attribute ``composition_weight`` (``A[child, parent]``) on edges that are decoder links."""
+    links = dict(zip(zip(code.children.tolist(), code.parents.tolist()), code.weights.tolist()))
+    for edge in graph.edges:
+        if edge in links:
+            graph._g.edges[edge]["composition_weight"] = float(links[edge])  # noqa: SLF001
+    graph.meta["n_composition_links"] = len(links)
 
 
 __all__ = [
