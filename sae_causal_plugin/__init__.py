@@ -4,7 +4,13 @@ Importing the package registers the architectures ``hierarchical_batchtopk``,
 ``hierarchical_topk`` and ``hierarchical_jumprelu`` with SAELens (idempotently).
 """
 
-from sae_causal_plugin.graph import HierarchyDiagnosis, diagnose_hierarchy
+from sae_causal_plugin.graph import (
+    HierarchyDiagnosis,
+    SelectionCode,
+    diagnose_hierarchy,
+    factorize_decoder,
+    recover_concept_graph,
+)
 from sae_causal_plugin.saes import (
     HierarchicalBatchTopKTrainingSAE,
     HierarchicalBatchTopKTrainingSAEConfig,
@@ -32,5 +38,8 @@ __all__ = [
     "load_hierarchy",
     "register_architectures",
     "diagnose_hierarchy",
+    "factorize_decoder",
+    "SelectionCode",
+    "recover_concept_graph",
     "HierarchyDiagnosis",
 ]

@@ -13,12 +13,15 @@ from .cofiring import CoFiringStats
 from .concept_graph import ConceptGraph
 from .diagnostics import HierarchyDiagnosis, diagnose_hierarchy
 from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
+from .factorization import SelectionCode, factorize_decoder
 from .recovery import build_concept_graph, recover_concept_graph
 
 __all__ = [
     "ConceptGraph",
     "CoFiringStats",
     "recover_concept_graph",
+    "factorize_decoder",
+    "SelectionCode",
     "build_concept_graph",
     "evaluate_hierarchy_recovery",
     "match_latents_to_features",
