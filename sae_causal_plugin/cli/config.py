@@ -170,13 +170,10 @@ def _checked(key: str, value: Any, hints: dict[str, Any]) -> Any:
         raise UserError(
             f"config key {key!r} must be {describe(hint)}, got {value!r} ({type(value).__name__})"
         ) from None
-    except ValueError as err:  # a number that is not finite
-        raise UserError(f"config key {key!r}: {err}") from None
 
 
 def coerce(value: Any, hint: Any) -> Any:
-    """``value`` checked against type ``hint`` (ints accepted as floats, lists as tuples); ``TypeError`` if it
-    does not fit, ``ValueError`` for a number that is not finite."""
+    """``value`` checked against type ``hint`` (ints accepted as floats, lists as tuples); ``TypeError`` if it does not fit."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or isinstance(hint, typing.TypeVar):
         return value
@@ -223,20 +220,14 @@ def coerce(value: Any, hint: Any) -> Any:
 
 
 def _as_float(value: Any, hint: Any) -> float:
-    """A number (YAML 1.1 reads 1e-3, without a dot, as a string); ``ValueError`` when not finite."""
-    from sae_causal_plugin._validation import check_float
-
-    number: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
             pass
-    if number is None:
-        raise TypeError(hint)
-    return check_float(number, "the value", fix="give a finite number")
+    raise TypeError(hint)
 
 
 def describe(hint: Any) -> str:
