@@ -15,7 +15,6 @@ Texts are tokenized with the model (``<bos>`` first), concatenated and cut into 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,19 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from sae_causal_plugin._validation import (
+    FileFormatError,
+    check_activations_file,
+    parse_json,
+    read_tensor_file,
+    read_text_file,
+)
 from sae_causal_plugin.cli.errors import UserError
 from sae_causal_plugin.cli.models import LANGUAGE_WORLD, ModelHandle
 
 TEXT_SUFFIXES = (".txt", ".json", ".jsonl")
-TENSOR_SUFFIXES = (".pt", ".safetensors", ".npy")
+DATASET_FIX = ("give one document per line (.txt), records with 'text' or 'input_ids' (.jsonl / .json), "
+               "or an integer tensor [n, context] of token ids (.pt / .safetensors)")
 
 
 def load_tokens(
@@ -52,12 +59,12 @@ def load_tokens(
     if not path.is_file():
         raise UserError(f"dataset file {spec} does not exist (or give {LANGUAGE_WORLD!r})")
     if path.suffix in (".pt", ".safetensors"):
-        tokens = _read_tensor(path)
-        if tokens.is_floating_point() or tokens.ndim != 2:
-            raise UserError(
-                f"dataset {path} must hold an integer tensor [n, context] of token ids, got "
-                f"{tokens.dtype} {tuple(tokens.shape)} (activations go to --activations)"
-            )
+        tokens = read_tensor_file(path, fix=DATASET_FIX)
+        if tokens.is_floating_point() or tokens.dtype == torch.bool or tokens.ndim != 2:
+            raise FileFormatError(
+                path, f"a token dataset must be an integer tensor [n, context] of token ids, found "
+                f"{tokens.dtype} of shape {tuple(tokens.shape)}", "activations go to --activations")
+        _check_vocabulary(tokens, handle, path)
         return _rows(tokens.flatten(), context_size) if tokens.shape[1] != context_size else tokens.long()
     if path.suffix not in TEXT_SUFFIXES:
         raise UserError(f"dataset {path}: unknown file type {path.suffix!r}; use one of "
@@ -65,10 +72,15 @@ def load_tokens(
     docs = _read_documents(path)
     pieces = [d if isinstance(d, Tensor) else handle.encode(d).flatten() for d in docs]
     stream = torch.cat([p.long().flatten() for p in pieces])
-    d_vocab = int(handle.model.cfg.d_vocab)
-    if stream.numel() and (stream.min() < 0 or stream.max() >= d_vocab):
-        raise UserError(f"dataset {path} has token ids outside the model's vocabulary [0, {d_vocab})")
+    _check_vocabulary(stream, handle, path)
     return _rows(stream, context_size)
+
+
+def _check_vocabulary(tokens: Int[Tensor, "..."], handle: ModelHandle, path: Path) -> None:
+    d_vocab = int(handle.model.cfg.d_vocab)
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= d_vocab):
+        raise UserError(f"dataset {path} has token ids outside the model's vocabulary [0, {d_vocab}); "
+                        f"tokenize it with the model's tokenizer")
 
 
 def _rows(stream: Tensor, context_size: int) -> Tensor:
@@ -80,23 +92,18 @@ def _rows(stream: Tensor, context_size: int) -> Tensor:
 
 
 def _read_documents(path: Path) -> list[str | Tensor]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, fix=DATASET_FIX)
     if path.suffix == ".txt":
         docs: list[Any] = [line for line in text.splitlines() if line.strip()]
     elif path.suffix == ".jsonl":
-        try:
-            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise UserError(f"dataset {path} is not valid JSON lines: {err}") from None
+        docs = [parse_json(line, f"{path} line {i + 1}", fix=DATASET_FIX)
+                for i, line in enumerate(text.splitlines()) if line.strip()]
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"dataset {path} is not valid JSON: {err}") from None
+        data = parse_json(text, path, fix=DATASET_FIX)
         docs = data if isinstance(data, list) else _columns_to_records(data, path)
     out = [_document(d, path, i) for i, d in enumerate(docs)]
     if not out:
-        raise UserError(f"dataset {path} holds no documents")
+        raise UserError(f"dataset {path} holds no documents; {DATASET_FIX}")
     return out
 
 
@@ -120,44 +127,9 @@ def _document(record: Any, path: Path, i: int) -> str | Tensor:
     raise UserError(f"dataset {path}: record {i} has no 'text' string nor 'input_ids' list of ints")
 
 
-def _read_tensor(path: Path) -> Tensor:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(path))
-            if len(tensors) != 1:
-                raise UserError(f"{path} holds {len(tensors)} tensors {sorted(tensors)}; expected one")
-            return next(iter(tensors.values()))
-        if path.suffix == ".npy":
-            import numpy as np
-
-            return torch.from_numpy(np.load(path, allow_pickle=False))
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
-        raise UserError(f"cannot read {path}: {type(err).__name__}: {err}") from None
-    if not isinstance(data, Tensor):
-        raise UserError(f"{path} holds a {type(data).__name__}, expected one tensor")
-    return data
-
-
 def load_activations(path_str: str, d_in: int) -> Float[Tensor, "n d_in"]:
-    """A float tensor ``[n, d_in]`` from ``--activations`` (leading dims are flattened)."""
-    path = Path(path_str)
-    if not path.is_file():
-        raise UserError(f"activations file {path} does not exist")
-    if path.suffix not in TENSOR_SUFFIXES:
-        raise UserError(f"activations file {path}: use one of {TENSOR_SUFFIXES}")
-    acts = _read_tensor(path)
-    if not acts.is_floating_point() or acts.ndim < 2:
-        raise UserError(f"activations in {path} must be a float tensor [n, d_in], got "
-                        f"{acts.dtype} {tuple(acts.shape)}")
-    if acts.shape[-1] != d_in:
-        raise UserError(f"activations in {path} have width {acts.shape[-1]} but the SAE has "
-                        f"d_in={d_in}; save activations of the hook the SAE was trained on")
-    return acts.reshape(-1, d_in).float()
+    """A float tensor ``[n, d_in]`` from ``--activations`` (leading dims flattened; finite, non-empty)."""
+    return check_activations_file(path_str, d_in)
 
 
 def kept_positions(

@@ -6,20 +6,25 @@
   steer   generate text before / after steering a concept of an SAE
 
 Run ``sae-causal COMMAND --help`` for every option. User errors print one message to stderr and
-exit with status 2; set SAE_CAUSAL_DEBUG=1 to see the traceback instead.
+exit with status 2; set SAE_CAUSAL_DEBUG=1 to see the traceback instead. Ctrl-C prints one line
+and exits with status 130; output folders are then left as they were.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
+from sae_causal_plugin._interrupts import handlers_restored, is_interrupt
 from sae_causal_plugin.cli import demo, graph, steer, train
 from sae_causal_plugin.cli.errors import UserError
 
 COMMANDS = (demo, train, graph, steer)
 USER_ERROR_STATUS = 2
+INTERRUPTED_STATUS = 130
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,18 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 success, 2 user error, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (0 success, 2 user error, 130 interrupted).
+
+    Ctrl-C gives one line and status 130 whichever library turned it into an exception (SAELens's
+    runner raises its own ``InterruptedException``); the signal handlers a library installed are
+    put back as they were when the command ends.
+    """
     try:
-        return int(args.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, NotADirectoryError) as err:
-        if os.environ.get("SAE_CAUSAL_DEBUG"):
-            raise
-        print(f"sae-causal {args.command}: error: {err}", file=sys.stderr)
-        return USER_ERROR_STATUS
+        args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
-        print(f"sae-causal {args.command}: interrupted", file=sys.stderr)
-        return 130
+        words = argv if argv is not None else sys.argv[1:]
+        command = next((w for w in words if not w.startswith("-")), "")
+        print(f"sae-causal {command}: interrupted".replace("  ", " "), file=sys.stderr)
+        return INTERRUPTED_STATUS
+    try:
+        with handlers_restored():
+            return int(args.run(args) or 0)
+    except BaseException as err:  # noqa: BLE001 - sorted below; anything else is re-raised
+        if not is_interrupt(err):
+            if not isinstance(err, USER_ERRORS) or os.environ.get("SAE_CAUSAL_DEBUG"):
+                raise
+            print(f"sae-causal {args.command}: error: {err}", file=sys.stderr)
+            return USER_ERROR_STATUS
+    # interrupted: free the interrupted frames first, so progress bars they held are closed before our line
+    gc.collect()
+    print(f"sae-causal {args.command}: interrupted", file=sys.stderr)
+    return INTERRUPTED_STATUS
 
 
 if __name__ == "__main__":
