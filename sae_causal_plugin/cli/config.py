@@ -170,10 +170,13 @@ def _checked(key: str, value: Any, hints: dict[str, Any]) -> Any:
         raise UserError(
             f"config key {key!r} must be {describe(hint)}, got {value!r} ({type(value).__name__})"
         ) from None
+    except ValueError as err:  # a number that is not finite
+        raise UserError(f"config key {key!r}: {err}") from None
 
 
 def coerce(value: Any, hint: Any) -> Any:
-    """``value`` checked against type ``hint`` (ints accepted as floats, lists as tuples); ``TypeError`` if it does not fit."""
+    """``value`` checked against type ``hint`` (ints accepted as floats, lists as tuples); ``TypeError`` if it
+    does not fit, ``ValueError`` for a number that is not finite."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or isinstance(hint, typing.TypeVar):
         return value
@@ -220,14 +223,20 @@ def coerce(value: Any, hint: Any) -> Any:
 
 
 def _as_float(value: Any, hint: Any) -> float:
+    """A number (YAML 1.1 reads 1e-3, without a dot, as a string); ``ValueError`` when not finite."""
+    from sae_causal_plugin._validation import check_float
+
+    number: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    raise TypeError(hint)
+    if number is None:
+        raise TypeError(hint)
+    return check_float(number, "the value", fix="give a finite number")
 
 
 def describe(hint: Any) -> str:

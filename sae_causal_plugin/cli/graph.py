@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
+from sae_causal_plugin._validation import float_option
 from sae_causal_plugin.graph.recovery import (
     DEFAULT_EXPLAIN_MARGIN,
     DEFAULT_MIN_CONDITIONAL,
@@ -33,7 +34,10 @@ def add_parser(sub: Any) -> None:
                    help="'language-world', a local model folder or a TransformerLens name; default: the "
                         "model recorded in the SAE's cfg.json. Needed with --dataset")
     p.add_argument("--hook", default=None,
-                   help="hook point whose activations the SAE reads; default: the SAE's recorded hook_name")
+                   help="hook point whose activations the SAE reads; default: the SAE's recorded hook_name "
+                        "(another hook needs --force-hook)")
+    p.add_argument("--force-hook", action="store_true",
+                   help="accept a --hook other than the one the SAE was trained on")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", metavar="SRC",
                         help="text / tokens to run the model on: 'language-world', or a .txt (one document "
@@ -48,16 +52,16 @@ def add_parser(sub: Any) -> None:
                         "else the model's n_ctx, at most 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the 'language-world' draw (default 0)")
     p.add_argument("--batch-size", type=int, default=32, help="rows per model forward pass (default 32)")
-    p.add_argument("--min-conditional", type=float, default=DEFAULT_MIN_CONDITIONAL,
+    p.add_argument("--min-conditional", type=float_option(0, 1), default=DEFAULT_MIN_CONDITIONAL,
                    help=f"minimum P(parent | child) for an edge (default {DEFAULT_MIN_CONDITIONAL})")
     p.add_argument("--min-support", type=int, default=DEFAULT_MIN_SUPPORT,
                    help=f"minimum firings of a latent to become a node (default {DEFAULT_MIN_SUPPORT})")
-    p.add_argument("--min-lift", type=float, default=DEFAULT_MIN_LIFT,
+    p.add_argument("--min-lift", type=float_option(0), default=DEFAULT_MIN_LIFT,
                    help=f"minimum P(c, p) / (P(c) P(p)) of an edge (default {DEFAULT_MIN_LIFT})")
-    p.add_argument("--explain-margin", type=float, default=DEFAULT_EXPLAIN_MARGIN,
+    p.add_argument("--explain-margin", type=float_option(0, 1), default=DEFAULT_EXPLAIN_MARGIN,
                    help="drop a parent that another, finer parent nearly implies, within this margin "
                         f"of --min-conditional (default {DEFAULT_EXPLAIN_MARGIN}; 0 = off)")
-    p.add_argument("--min-activation", type=float, default=0.0,
+    p.add_argument("--min-activation", type=float_option(0), default=0.0,
                    help="a latent fires when its code exceeds this (default 0: any non-zero code)")
     p.add_argument("--max-drawn", type=int, default=200,
                    help="concepts drawn in the PNG, those with most edges first (default 200)")
@@ -123,10 +127,10 @@ def activation_source(args: argparse.Namespace, sae: Any) -> Source:
 
     if args.activations:
         if args.model or args.hook:
-            model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+            model, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
             check_sae_fits_hook(sae, load_model(model), hook, args.sae)
         return Source(load_activations(args.activations, int(sae.cfg.d_in)))
-    model, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+    model, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
     handle = load_model(model)
     check_sae_fits_hook(sae, handle, hook, args.sae)
     context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)

@@ -59,17 +59,19 @@ def save_hooked_transformer(model: Any, directory: str | Path, tokenizer: Any = 
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformerConfig
 
+    from sae_causal_plugin.report.files import staged_dir
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     accepted = set(inspect.signature(HookedTransformerConfig).parameters) - {"device", "n_params"}
     cfg = {k: v for k, v in model.cfg.to_dict().items() if k in accepted}
     cfg["dtype"] = str(cfg.get("dtype", torch.float32)).removeprefix("torch.")
     cfg = {k: v for k, v in cfg.items() if _is_json(v)}
-    (directory / CONFIG_FILE).write_text(json.dumps({"config": cfg}, indent=1))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, directory / WEIGHTS_FILE)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+    with staged_dir(directory, what="model folder") as stage:  # config, weights, tokenizer appear together
+        (stage / CONFIG_FILE).write_text(json.dumps({"config": cfg}, indent=1))
+        save_file(state, stage / WEIGHTS_FILE)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(stage)
     return directory
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sae_causal_plugin._validation import float_option
 from sae_causal_plugin.cli.errors import UserError, closest
 
 MODES = ("add", "clamp", "ablate", "scale")
@@ -27,7 +28,7 @@ def add_parser(sub: Any) -> None:
                    help="the concept to steer: a node id of the graph (a latent index) or its label")
     p.add_argument("--mode", required=True, choices=MODES,
                    help="add: z + V; clamp: set z to V; ablate: set z to 0; scale: z * V")
-    p.add_argument("--value", type=float, default=None,
+    p.add_argument("--value", type=float_option(), default=None,
                    help="amount (add), target (clamp) or factor (scale); not used by ablate")
     p.add_argument("--include-descendants", action="store_true",
                    help="also edit every finer concept below this one in the graph")
@@ -36,13 +37,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=None,
                    help="'language-world', a local model folder or a TransformerLens name; default: the "
                         "model recorded in the SAE's cfg.json")
-    p.add_argument("--hook", default=None, help="hook point to edit; default: the SAE's recorded hook_name")
+    p.add_argument("--hook", default=None,
+                   help="hook point to edit; default: the SAE's recorded hook_name (another hook needs --force-hook)")
+    p.add_argument("--force-hook", action="store_true",
+                   help="accept a --hook other than the one the SAE was trained on")
     p.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (default 8)")
     p.add_argument("--positions", default=None, metavar="P,P,...",
                    help="comma-separated token positions to edit (negative count from the end; "
                         "default: every position)")
-    p.add_argument("--strength", type=float, default=1.0, help="multiplies the edit (default 1; 0 = no edit)")
-    p.add_argument("--temperature", type=float, default=0.0,
+    p.add_argument("--strength", type=float_option(), default=1.0, help="multiplies the edit (default 1; 0 = no edit)")
+    p.add_argument("--temperature", type=float_option(0), default=0.0,
                    help="0 = greedy (default); above 0 samples, with --seed")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both generations")
     p.set_defaults(run=run)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     graph = _load_graph(args.graph)
     node = resolve_concept(graph, args.concept)
     sae = load_sae_dir(args.sae)
-    model_name, hook = model_and_hook(sae, args.model, args.hook, args.sae)
+    model_name, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
     handle = load_model(model_name)
     check_sae_fits_hook(sae, handle, hook, args.sae)
     latents = concept_latents(graph, node, args.include_descendants)
@@ -88,10 +92,7 @@ def _load_graph(path: str) -> Any:
 
     if not Path(path).is_file():
         raise UserError(f"graph file {path} does not exist")
-    try:
-        return ConceptGraph.load_json(path)
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path} is not a concept_graph.json file: {err}") from None
+    return ConceptGraph.load_json(path)  # a malformed file: ValueError naming the file and the fix
 
 
 def resolve_concept(graph: Any, concept: str) -> Any:

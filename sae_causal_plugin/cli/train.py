@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         check_target_dir(output, what="output folder")
     except ValueError as err:
         raise UserError(str(err)) from None
-    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
-        raise UserError(f"output folder {output} is not empty; pass --overwrite or choose another --out")
+    if output.is_dir() and any(output.iterdir()):
+        if not args.overwrite:
+            raise UserError(f"output folder {output} is not empty; pass --overwrite or choose another --out")
+        check_inputs_outside(output, spec)
 
     handle = load_model(spec.get("model_name"), device=spec.get("llm_device") or spec.get("device"))
     hook = spec.get("hook_name")
@@ -99,6 +101,19 @@ def run(args: argparse.Namespace) -> int:
         runner.run()
     print(f"saved the SAE to {output}")
     return 0
+
+
+def check_inputs_outside(output: Path, spec: Any) -> None:
+    """``--overwrite`` deletes the old output folder: refuse when the run's own inputs lie inside it."""
+    out = output.resolve()
+    inputs = {"config file": str(spec.source), "dataset_path": spec.get("dataset_path"),
+              "model_name": spec.get("model_name")}
+    for what, value in inputs.items():
+        if isinstance(value, str) and value and Path(value).exists():
+            path = Path(value).resolve()
+            if path == out or out in path.parents:
+                raise UserError(f"the {what} {value} lies inside the output folder {output}, which "
+                                "--overwrite would delete; choose another --out")
 
 
 def check_buffer(cfg: Any) -> None:

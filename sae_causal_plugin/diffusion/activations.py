@@ -311,40 +311,43 @@ def save_activation_shards(
     batches_per_shard: int = 64,
     metadata: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write ``n_batches`` batches of ``source`` to ``path/shard_XXXXX.safetensors`` + ``meta.json``."""
+    """Write ``n_batches`` batches of ``source`` to ``path/shard_XXXXX.safetensors`` + ``meta.json``
+    (staged: the shards and ``meta.json`` appear together once all are written)."""
+    from sae_causal_plugin.report.files import staged_dir
+
     root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    it = iter(source)
-    shards: list[Path] = []
-    keys: list[BatchKey] | None = None
-    paired = False
-    n_rows = 0
-    remaining = n_batches
-    while remaining > 0:
-        batches = list(islice(it, min(batches_per_shard, remaining)))
-        if not batches:
-            break
-        remaining -= len(batches)
-        paired = isinstance(batches[0], dict)
-        if paired:
-            keys = list(batches[0])
-            tensors = {
-                f"k{i}": torch.cat([b[k] for b in batches]).contiguous() for i, k in enumerate(keys)
-            }
-        else:
-            tensors = {"activations": torch.cat(batches).contiguous()}
-        n_rows += next(iter(tensors.values())).shape[0]
-        shard = root / f"shard_{len(shards):05d}.safetensors"
-        save_file({k: v.cpu() for k, v in tensors.items()}, str(shard))
-        shards.append(shard)
-    meta = {
-        "paired": paired,
-        "keys": [_key_json(k) for k in keys] if keys else None,
-        "n_rows": n_rows,
-        "shards": [s.name for s in shards],
-        **(metadata or {}),
-    }
-    (root / _META).write_text(json.dumps(meta, indent=2))
+    with staged_dir(root, what="activation folder") as stage:
+        it = iter(source)
+        shards: list[Path] = []
+        keys: list[BatchKey] | None = None
+        paired = False
+        n_rows = 0
+        remaining = n_batches
+        while remaining > 0:
+            batches = list(islice(it, min(batches_per_shard, remaining)))
+            if not batches:
+                break
+            remaining -= len(batches)
+            paired = isinstance(batches[0], dict)
+            if paired:
+                keys = list(batches[0])
+                tensors = {
+                    f"k{i}": torch.cat([b[k] for b in batches]).contiguous() for i, k in enumerate(keys)
+                }
+            else:
+                tensors = {"activations": torch.cat(batches).contiguous()}
+            n_rows += next(iter(tensors.values())).shape[0]
+            shard = stage / f"shard_{len(shards):05d}.safetensors"
+            save_file({k: v.cpu() for k, v in tensors.items()}, str(shard))
+            shards.append(root / shard.name)
+        meta = {
+            "paired": paired,
+            "keys": [_key_json(k) for k in keys] if keys else None,
+            "n_rows": n_rows,
+            "shards": [s.name for s in shards],
+            **(metadata or {}),
+        }
+        (stage / _META).write_text(json.dumps(meta, indent=2))
     return shards
 
 

@@ -35,6 +35,8 @@ EDGE_STAT_KEYS = (
 )
 
 _FORMAT_VERSION = 1
+GRAPH_FORMAT = "sae_causal_plugin.ConceptGraph"
+_GRAPH_FIX = "write it with ConceptGraph.save_json or 'sae-causal graph'"
 
 
 def _check_node(node: Any) -> NodeId:
@@ -202,7 +204,7 @@ class ConceptGraph:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; node ids keep their ``int`` / ``str`` type."""
         return {
-            "format": "sae_causal_plugin.ConceptGraph",
+            "format": GRAPH_FORMAT,
             "version": _FORMAT_VERSION,
             "meta": _clean_attrs(self.meta),
             "nodes": [{"id": n, "attrs": dict(a)} for n, a in self._g.nodes(data=True)],
@@ -213,24 +215,73 @@ class ConceptGraph:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConceptGraph:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | Path | None = None) -> ConceptGraph:
+        """Inverse of :meth:`to_dict`, checked strictly.
+
+        ``data`` must have ``format`` ``"sae_causal_plugin.ConceptGraph"``, a supported
+        ``version``, ``nodes`` and ``edges`` lists and no other key than ``meta``; every edge
+        endpoint must be a declared node.  ``ValueError`` (naming ``source``, the file the dict
+        came from, when given) otherwise.
+        """
+        from sae_causal_plugin._validation import FileFormatError, check_format, check_keys
+
+        where = str(source) if source is not None else "concept graph"
+        fix = _GRAPH_FIX
+
+        def bad(problem: str) -> FileFormatError:
+            return FileFormatError(where, problem, fix)
+
+        if not isinstance(data, Mapping):
+            raise bad(f"expected a JSON object with 'format', 'nodes' and 'edges', found a {type(data).__name__}")
+        check_format(data, where, format=GRAPH_FORMAT, version=_FORMAT_VERSION, fix=fix)
+        check_keys(data, where, required=("format", "version", "nodes", "edges"), optional=("meta",), fix=fix)
+        for key in ("nodes", "edges"):
+            if not isinstance(data[key], list):
+                raise bad(f"{key!r} must be a list, found {type(data[key]).__name__}")
+        meta = data.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise bad(f"'meta' must be an object, found {type(meta).__name__}")
         out = cls()
-        out.meta = dict(data.get("meta", {}))
-        for item in data["nodes"]:
-            out.add_concept(item["id"], **item.get("attrs", {}))
-        for item in data["edges"]:
-            out.add_edge(item["child"], item["parent"], **item.get("stats", {}))
+        out.meta = dict(meta)
+        for i, item in enumerate(data["nodes"]):
+            attrs = _checked_item(item, f"nodes[{i}]", ("id",), "attrs", where)
+            try:
+                node = _check_node(item["id"])
+            except TypeError as err:
+                raise bad(f"nodes[{i}]: {err}") from None
+            if node in out._g:
+                raise bad(f"nodes[{i}]: concept {node!r} is declared twice")
+            out.add_concept(node, **attrs)
+        for i, item in enumerate(data["edges"]):
+            stats = _checked_item(item, f"edges[{i}]", ("child", "parent"), "stats", where)
+            try:
+                child, parent = _check_node(item["child"]), _check_node(item["parent"])
+            except TypeError as err:
+                raise bad(f"edges[{i}]: {err}") from None
+            undeclared = [n for n in (child, parent) if n not in out._g]
+            if undeclared:
+                raise bad(f"edges[{i}] {child!r} -> {parent!r}: {undeclared} not declared in 'nodes'")
+            if out._g.has_edge(child, parent):
+                raise bad(f"edges[{i}]: edge {child!r} -> {parent!r} is listed twice")
+            try:
+                out.add_edge(child, parent, **stats)
+            except ValueError as err:
+                raise bad(f"edges[{i}]: {err}") from None
         return out
 
     def save_json(self, path: str | Path) -> None:
-        """Write :meth:`to_dict` as JSON (non-finite floats are written as NaN/Infinity)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        """Write :meth:`to_dict` as JSON (non-finite floats are written as NaN/Infinity), atomically."""
+        from sae_causal_plugin.report.files import staged_file
+
+        with staged_file(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load_json(cls, path: str | Path) -> ConceptGraph:
-        """Read a file written by :meth:`save_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a file written by :meth:`save_json` (``ValueError`` naming the file when it is not one)."""
+        from sae_causal_plugin._validation import read_json_file
+
+        return cls.from_dict(read_json_file(path, fix=_GRAPH_FIX), source=path)
 
     def to_graphml(self, path: str | Path) -> None:
         """Write GraphML (ids become strings; list/dict attributes are JSON strings).
@@ -245,7 +296,10 @@ class ConceptGraph:
             )
         for c, p, attrs in self._g.edges(data=True):
             g.add_edge(str(c), str(p), **_graphml_attrs(attrs))
-        nx.write_graphml(g, str(path))
+        from sae_causal_plugin.report.files import staged_file
+
+        with staged_file(path) as tmp:
+            nx.write_graphml(g, str(tmp))
 
     def to_dot(self, path: str | Path | None = None) -> str:
         """Graphviz DOT text (coarse levels at the top); written to ``path`` if given."""
@@ -273,7 +327,10 @@ class ConceptGraph:
         lines.append("}")
         text = "\n".join(lines) + "\n"
         if path is not None:
-            Path(path).write_text(text)
+            from sae_causal_plugin.report.files import staged_file
+
+            with staged_file(path) as tmp:
+                tmp.write_text(text)
         return text
 
     def draw(self, path: str | Path, max_nodes: int = 200, title: str | None = None) -> None:
@@ -283,9 +340,12 @@ class ConceptGraph:
         with the most edges (ties: highest ``firing_count``) are drawn.  Edge width grows
         with ``p_parent_given_child``.
         """
+        from sae_causal_plugin.report.files import staged_file
+
         from ._draw import draw_concept_graph
 
-        draw_concept_graph(self, path, max_nodes=max_nodes, title=title)
+        with staged_file(path) as tmp:
+            draw_concept_graph(self, tmp, max_nodes=max_nodes, title=title)
 
     # ------------------------------------------------------------------ misc
     def subgraph(self, nodes: Iterable[NodeId]) -> ConceptGraph:
@@ -298,6 +358,19 @@ class ConceptGraph:
     def node_label(self, node: NodeId) -> str:
         """Display label: the ``label`` attribute, else the id."""
         return _node_label(node, self._g.nodes[node])
+
+
+def _checked_item(item: Any, name: str, ids: tuple[str, ...], attrs_key: str, where: str) -> dict[str, Any]:
+    """The ``attrs`` / ``stats`` of one ``nodes`` / ``edges`` entry, after checking its keys."""
+    from sae_causal_plugin._validation import FileFormatError, check_keys
+
+    if not isinstance(item, Mapping):
+        raise FileFormatError(where, f"{name} must be an object, found {type(item).__name__}", _GRAPH_FIX)
+    check_keys(item, where, required=ids, optional=(attrs_key,), fix=_GRAPH_FIX, what=name)
+    attrs = item.get(attrs_key, {})
+    if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
+        raise FileFormatError(where, f"{name}: {attrs_key!r} must be an object", _GRAPH_FIX)
+    return dict(attrs)
 
 
 def _node_label(node: Hashable, attrs: Mapping[str, Any]) -> str:

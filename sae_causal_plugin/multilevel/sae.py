@@ -330,20 +330,24 @@ class CrossLevelMixin:
         return [(int(c), int(p), float(s[c, p])) for c, p in idx]
 
     def save_inference_model(self, path: str | Path) -> tuple[Path, Path]:
-        """A stock SAELens directory, plus the cross-level map and read-outs beside it (if any)."""
-        weights_path, cfg_path = super().save_inference_model(path)  # type: ignore[misc]
-        tensors = {f"readout_from_level_{m}": b.detach().float().cpu().contiguous()
-                   for m, b in self.cross_readouts.items()}
-        if self.cross_selection_logits is not None:
-            tensors["selection"] = self.cross_selection_map().detach().float().cpu().contiguous()
-        if tensors:
-            path = Path(path)
-            save_file(tensors, str(path / SELECTION_FILENAME))
-            meta = {"level": self.level, "fine_level": self.level + 1 if self.has_selection_map else None,
-                    "selection_shape": [self.fine_d_sae, self.cfg.d_sae] if self.has_selection_map else None,
-                    "edges": [list(e) for e in self.cross_level_edges()], "cross_level": asdict(self.cross)}
-            (path / SELECTION_JSON).write_text(json.dumps(meta, indent=1))
-        return weights_path, cfg_path
+        """A stock SAELens directory, plus the cross-level map and read-outs beside it (if any), all
+        staged and moved into ``path`` once complete."""
+        from sae_causal_plugin.report.files import staged_dir
+
+        path = Path(path)
+        with staged_dir(path, what="SAE folder") as stage:
+            weights_path, cfg_path = super().save_inference_model(stage)  # type: ignore[misc]
+            tensors = {f"readout_from_level_{m}": b.detach().float().cpu().contiguous()
+                       for m, b in self.cross_readouts.items()}
+            if self.cross_selection_logits is not None:
+                tensors["selection"] = self.cross_selection_map().detach().float().cpu().contiguous()
+            if tensors:
+                save_file(tensors, str(stage / SELECTION_FILENAME))
+                meta = {"level": self.level, "fine_level": self.level + 1 if self.has_selection_map else None,
+                        "selection_shape": [self.fine_d_sae, self.cfg.d_sae] if self.has_selection_map else None,
+                        "edges": [list(e) for e in self.cross_level_edges()], "cross_level": asdict(self.cross)}
+                (stage / SELECTION_JSON).write_text(json.dumps(meta, indent=1))
+        return path / Path(weights_path).name, path / Path(cfg_path).name
 
 
 class CrossLevelBatchTopKTrainingSAE(CrossLevelMixin, BatchTopKTrainingSAE):

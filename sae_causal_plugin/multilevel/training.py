@@ -163,17 +163,18 @@ def trainer_config(total_samples: int, batch_size: int, lr: float = 3e-3, device
 
 def save_multilevel(level_saes: Sequence[Any], path: str | Path) -> Path:
     """Save every level as a stock SAELens SAE (``level_l/``) plus the selection maps beside them."""
+    from sae_causal_plugin.report.files import staged_dir
+
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     entries = []
-    for level, sae in enumerate(level_saes):
-        sub = path / level_name(level)
-        sae.save_inference_model(sub)
-        has_map = getattr(sae, "cross_selection_logits", None) is not None
-        entries.append({"dir": level_name(level), "d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae),
-                        "selection_map": f"{level_name(level)}/{SELECTION_FILENAME}" if has_map else None})
-    (path / MANIFEST).write_text(json.dumps({"format": "sae_causal_plugin.multilevel", "version": 1,
-                                             "levels": entries}, indent=1))
+    with staged_dir(path, what="multi-level SAE folder") as stage:  # the manifest and levels appear together
+        for level, sae in enumerate(level_saes):
+            sae.save_inference_model(stage / level_name(level))
+            has_map = getattr(sae, "cross_selection_logits", None) is not None
+            entries.append({"dir": level_name(level), "d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae),
+                            "selection_map": f"{level_name(level)}/{SELECTION_FILENAME}" if has_map else None})
+        (stage / MANIFEST).write_text(json.dumps({"format": "sae_causal_plugin.multilevel", "version": 1,
+                                                  "levels": entries}, indent=1))
     return path
 
 

@@ -7,9 +7,8 @@ hierarchy back with :func:`load_hierarchy`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,23 +85,19 @@ class HierarchyMetadata:
 
 
 def save_hierarchy(meta: HierarchyMetadata, directory: str | Path) -> Path:
-    """Write ``hierarchy.json`` into ``directory`` atomically (never half-written)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / HIERARCHY_FILENAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hierarchy-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta.to_dict(), f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``hierarchy.json`` into ``directory`` atomically (never half-written; umask permissions)."""
+    from sae_causal_plugin.report.files import staged_file
+
+    target = Path(directory) / HIERARCHY_FILENAME
+    with staged_file(target) as tmp:
+        tmp.write_text(json.dumps(meta.to_dict()))
     return target
 
 
 def load_hierarchy(directory: str | Path) -> HierarchyMetadata:
-    """Read the hierarchy a hierarchical SAE saved beside its weights."""
+    """Read the hierarchy a hierarchical SAE saved beside its weights (checked; ``ValueError`` names the file)."""
+    from sae_causal_plugin._validation import FileFormatError, check_keys, read_json_file
+
     path = Path(directory) / HIERARCHY_FILENAME
     if not path.is_file():
         raise FileNotFoundError(
@@ -110,8 +105,18 @@ def load_hierarchy(directory: str | Path) -> HierarchyMetadata:
             "sae_causal_plugin hierarchical SAE; stock SAELens SAEs have none (use "
             "recover_concept_graph to estimate a hierarchy from activations instead)."
         )
-    with open(path) as f:
-        return HierarchyMetadata.from_dict(json.load(f))
+    fix = "re-save the SAE with save_inference_model, or delete the file (the SAE loads without it)"
+    data = read_json_file(path, fix=fix)
+    fields = [f.name for f in dataclasses.fields(HierarchyMetadata)]
+    check_keys(data, path, required=("architecture",), optional=fields, fix=fix)
+    version = data.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise FileFormatError(path, f"format_version {version!r} is not supported (this package reads "
+                                    f"{FORMAT_VERSION})", "upgrade sae-causal-plugin")
+    try:
+        return HierarchyMetadata.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise FileFormatError(path, f"a field has the wrong type ({err})", fix) from None
 
 
 def _acyclic(edges: list[tuple[int, int, float]],

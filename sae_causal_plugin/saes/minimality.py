@@ -259,21 +259,17 @@ class MinimalityMixin:
     def save_inference_model(self, path: str | Path) -> tuple[Path, Path]:
         """Save a stock-SAELens directory plus ``hierarchy.json`` with the learned hierarchy.
 
-        Everything is written into a temporary folder beside ``path`` first and moved in only
-        when complete, so a failure leaves no half-written SAE behind.
+        Everything is written into a staging folder beside ``path`` first and moved in only
+        when complete (:func:`~sae_causal_plugin.report.files.staged_dir`), so a failure or an
+        interrupt leaves no half-written SAE behind.
         """
+        from sae_causal_plugin.report.files import staged_dir
+
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+        with staged_dir(target, what="SAE folder") as staging:
             weights, cfg = super().save_inference_model(staging)  # type: ignore[misc]
             save_hierarchy(self.hierarchy_metadata(), staging)
-            target.mkdir(exist_ok=True)
-            for item in staging.iterdir():
-                os.replace(item, target / item.name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target / weights.name, target / cfg.name
+        return target / Path(weights).name, target / Path(cfg).name
 
 
 def _is_minimality_field(name: str) -> bool:

@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from sae_causal_plugin._validation import check_float, check_floats
 from sae_causal_plugin.steering.core import (
     STEERING_MODES,
     LatentIds,
@@ -156,6 +157,9 @@ class LanguageSteering:
             raise ValueError(f"mode must be one of {STEERING_MODES}, got {mode!r}")
         if value is None and mode != "ablate":
             raise ValueError(f"mode {mode!r} needs value= (amount, target or factor)")
+        if value is not None:
+            check_floats(value, "value")
+        strength = check_float(strength, "strength")
         self.hook_name = resolve_hook_name(model, hook_name or default_hook_name(sae))
         width = hook_width(model, self.hook_name)
         if int(sae.cfg.d_in) != width:
@@ -253,8 +257,9 @@ def generate(
     """
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
-    if max_new_tokens < 0 or temperature < 0:
-        raise ValueError("max_new_tokens and temperature must be >= 0")
+    temperature = check_float(temperature, "temperature", low=0)
+    if max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be >= 0")
     n_ctx = getattr(model.cfg, "n_ctx", None)
     if n_ctx is not None and tokens.shape[1] + max_new_tokens > n_ctx:
         raise ValueError(

@@ -278,13 +278,14 @@ class HierarchicalSelectionModel:
             getattr(self, parts[0])[int(parts[1])] = value
 
     def save(self, path: str | Path) -> None:
-        """Write ``hierarchical_selection_model_config.json`` + ``.safetensors`` into ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        """Write ``hierarchical_selection_model_config.json`` + ``.safetensors`` into ``path`` (staged)."""
+        from sae_causal_plugin.report.files import staged_dir
+
         meta = {"format": _FORMAT, "version": 1, "seed": self.seed, "config": self.cfg.to_dict()}
-        (path / CONFIG_FILENAME).write_text(json.dumps(meta, indent=2))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self._tensors().items()},
-                  str(path / WEIGHTS_FILENAME))
+        with staged_dir(path, what="model folder") as stage:
+            (stage / CONFIG_FILENAME).write_text(json.dumps(meta, indent=2))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self._tensors().items()},
+                      str(stage / WEIGHTS_FILENAME))
 
     @classmethod
     def load_from_disk(cls, path: str | Path, device: str | torch.device = "cpu") -> HierarchicalSelectionModel:

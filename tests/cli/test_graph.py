@@ -40,8 +40,10 @@ def test_graph_from_activation_file(trained_sae, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--sae", "{tmp}/nowhere", "--dataset", "{data}"], "SAE folder {tmp}/nowhere does not exist"),
     (["--sae", "{tmp}", "--dataset", "{data}"], "is not a SAELens SAE folder"),
-    (["--sae", "{sae}", "--dataset", "{data}", "--hook", "blocks.0.mlp.hook_post"],
+    (["--sae", "{sae}", "--dataset", "{data}", "--hook", "blocks.0.mlp.hook_post", "--force-hook"],
      "has d_in=16 but hook 'blocks.0.mlp.hook_post'"),
+    (["--sae", "{sae}", "--dataset", "{data}", "--hook", "blocks.0.hook_resid_pre"],
+     "--hook 'blocks.0.hook_resid_pre' is not the hook the SAE in {sae} was trained on"),
     (["--sae", "{sae}", "--activations", "{tmp}/wide.pt"], "have width 7 but the SAE has d_in=16"),
     (["--sae", "{sae}", "--dataset", "{tmp}/none.txt"], "dataset file {tmp}/none.txt does not exist"),
 ])

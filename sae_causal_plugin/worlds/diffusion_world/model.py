@@ -202,14 +202,13 @@ def save_pretrained(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write the weights (``safetensors``) and the config (``json``) into ``directory``."""
+    from sae_causal_plugin.report.files import staged_dir
+
     root = Path(directory) if directory is not None else assets_dir()
-    root.mkdir(parents=True, exist_ok=True)
     tensors = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
     tensors.update(
         {f"embedding.{k}": v.detach().cpu().contiguous() for k, v in embedding.state_dict().items()}
     )
-    weights = root / WEIGHTS_FILE
-    save_file(tensors, str(weights))
     config = {
         "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},
         "embed_dim": embedding.dim,
@@ -218,9 +217,10 @@ def save_pretrained(
         "default_steps": DEFAULT_STEPS,
         **(metadata or {}),
     }
-    cfg_path = root / CONFIG_FILE
-    cfg_path.write_text(json.dumps(config, indent=1))
-    return weights, cfg_path
+    with staged_dir(root, what="model folder") as stage:  # weights and config appear together
+        save_file(tensors, str(stage / WEIGHTS_FILE))
+        (stage / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    return root / WEIGHTS_FILE, root / CONFIG_FILE
 
 
 def load_pretrained(

@@ -117,15 +117,16 @@ def train_language_model(
 
 
 def save_language_model(model: HookedTransformer, info: dict[str, Any], directory: str | Path) -> None:
-    """Write ``language_world_model.safetensors`` and ``language_world_config.json``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``language_world_model.safetensors`` and ``language_world_config.json`` (both or neither)."""
+    from sae_causal_plugin.report.files import staged_dir
+
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
              if not k.endswith(("IGNORE", "mask"))}
-    save_file(state, directory / WEIGHTS_FILE)
     cfg = {k: MODEL_CONFIG.get(k, getattr(model.cfg, k)) for k in MODEL_CONFIG}
     cfg["d_vocab"] = model.cfg.d_vocab
-    (directory / CONFIG_FILE).write_text(json.dumps({"config": cfg, "training": info}, indent=2))
+    with staged_dir(directory, what="model folder") as stage:
+        save_file(state, stage / WEIGHTS_FILE)
+        (stage / CONFIG_FILE).write_text(json.dumps({"config": cfg, "training": info}, indent=2))
 
 
 def load_language_world(directory: str | Path | None = None) -> LanguageWorld:

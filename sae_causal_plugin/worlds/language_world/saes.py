@@ -68,6 +68,8 @@ def train_layer_sae(
     """
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
 
+    from sae_causal_plugin._interrupts import handlers_restored
+
     n_ctx = int(model.cfg.n_ctx)
     d_in = int(model.cfg.d_model)
     cfg_sae = sae_config if sae_config is not None else default_sae_config(d_in)
@@ -91,7 +93,8 @@ def train_layer_sae(
         dead_feature_window=50, feature_sampling_window=100, verbose=progress,
     )
     torch.manual_seed(seed)
-    sae = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=corpus_dataset(tokens)).run()
+    with handlers_restored():  # SAELens's runner installs SIGINT / SIGTERM handlers and keeps them
+        sae = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=corpus_dataset(tokens)).run()
     sae.eval()
     if scratch is not None:
         scratch.cleanup()

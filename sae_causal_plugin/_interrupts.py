@@ -1,0 +1,83 @@
+"""Ctrl-C, whoever turns it into an exception: recognise it, hold it for a moment, undo others' handlers.
+
+* :func:`is_interrupt`: ``KeyboardInterrupt``, or SAELens's ``InterruptedException`` (its training
+  runner installs a SIGINT / SIGTERM handler that raises it), also when wrapped by another error.
+* :func:`held`: SIGINT / SIGTERM arriving inside the block are delivered when it ends (used while
+  finished files are moved into place, so an interrupt never leaves half a result).
+* :func:`handlers_restored`: the SIGINT / SIGTERM handlers are put back as they were when the
+  block ends (SAELens's runner replaces them and never restores them).
+
+All three are no-ops outside the main thread, where Python allows no signal handlers.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def interrupt_types() -> tuple[type[BaseException], ...]:
+    """``KeyboardInterrupt`` and the interrupt exceptions of libraries already imported."""
+    types: list[type[BaseException]] = [KeyboardInterrupt]
+    sae_lens_interruption = sys.modules.get("sae_lens.training._interruption")
+    exc = getattr(sae_lens_interruption, "InterruptedException", None)
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        types.append(exc)
+    return tuple(types)
+
+
+def is_interrupt(err: BaseException | None) -> bool:
+    """Whether ``err``, or an exception it was raised from or while handling, is an interrupt."""
+    kinds, seen = interrupt_types(), set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kinds):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def handlers_restored() -> Iterator[None]:
+    """Put the SIGINT / SIGTERM handlers back as they were when the block ends."""
+    if not _main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGINT / SIGTERM inside the block; deliver the first one to the old handler after it."""
+    if not _main_thread():
+        yield
+        return
+    caught: list[int] = []
+    with handlers_restored():
+        previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        for sig in SIGNALS:
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+        yield
+    if caught:
+        handler = previous[caught[0]]
+        if callable(handler):
+            handler(caught[0], None)
+        elif handler == signal.SIG_DFL:
+            if caught[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.raise_signal(caught[0])
