@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae_causal_plugin.cli.main import main
+from sae_causal_plugin.graph import ConceptGraph
 
 from .conftest import train_config, write_yaml
 from .helpers import assert_clean_failure, snapshot
@@ -236,8 +237,6 @@ def test_bad_graph_json_for_steer(case, trained_sae, tmp_path, capsys):
 
 @pytest.mark.parametrize("case", sorted(c for c in GRAPHS if isinstance(GRAPHS[c][0], dict)))
 def test_concept_graph_from_dict_is_strict(case):
-    from sae_causal_plugin.graph import ConceptGraph
-
     spec, message = GRAPHS[case]
     with pytest.raises(ValueError, match="concept graph: ") as err:
         ConceptGraph.from_dict(json.loads(graph_text(spec)))
@@ -246,8 +245,6 @@ def test_concept_graph_from_dict_is_strict(case):
 
 
 def test_top_level_list_is_a_value_error():
-    from sae_causal_plugin.graph import ConceptGraph
-
     with pytest.raises(ValueError, match="found a list"):
         ConceptGraph.from_dict([])
 
@@ -317,3 +314,22 @@ def test_truncated_selection_code_tensors(tmp_path):
     truncated(tmp_path / "selection_code.safetensors")
     with pytest.raises(ValueError, match="selection_code.safetensors: not a readable safetensors file"):
         check_selection_code_files(tmp_path)
+
+
+def test_hook_other_than_the_sae_s_is_refused_unless_forced(trained_sae, dataset_file, old_graph_dir, graph_target,
+                                                             tmp_path, capsys):
+    """Defect 5: a --hook of the same width as the SAE's recorded one was accepted silently, so graph
+    replaced a good result with a degenerate one and steer edited the wrong hook."""
+    other = "blocks.0.hook_resid_pre"  # width 16, like the recorded blocks.0.hook_resid_post
+    line = run_bad("graph", ["--sae", trained_sae, "--dataset", dataset_file, "--hook", other, "--out", graph_target,
+                             "--no-progress"], capsys, graph_target, tmp_path)
+    assert f"--hook {other!r} is not the hook the SAE in {trained_sae} was trained on" in line
+    assert "--force-hook" in line
+    graph_file = old_graph_dir / "concept_graph.json"
+    steer = ["--sae", trained_sae, "--graph", graph_file, "--concept",
+             str(ConceptGraph.load_json(graph_file).concepts[0]), "--mode", "add", "--value", "1", "--prompt", "5 6",
+             "--max-new-tokens", "2", "--hook", other]
+    assert "--force-hook" in run_bad("steer", steer, capsys)
+    assert main(["steer", *map(str, steer), "--force-hook"]) == 0
+    assert f"at {other}" in capsys.readouterr().out
+
