@@ -6,6 +6,13 @@
   finished files are moved into place, so an interrupt never leaves half a result).
 * :func:`handlers_restored`: the SIGINT / SIGTERM handlers are put back as they were when the
   block ends (SAELens's runner replaces them and never restores them).
+* :func:`keyboard_interrupt_in_training`: a SAELens training runner whose Ctrl-C / SIGTERM stay
+  a ``KeyboardInterrupt``.  SAELens's own handler raises ``InterruptedException``, an ``Exception``,
+  which any ``except Exception`` swallows (torch's lazy import in the first optimiser step does,
+  logging a traceback, and training went on as if Ctrl-C had not been pressed).
+* :func:`noticed`: Ctrl-C inside the block raises ``KeyboardInterrupt`` as usual and is also
+  recorded, so an interrupt that a library turned into another error (torch can report one as
+  a ``ValueError`` from deep inside a load) is still recognised.
 
 All three are no-ops outside the main thread, where Python allows no signal handlers.
 """
@@ -17,6 +24,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -81,3 +91,59 @@ def held() -> Iterator[None]:
             if caught[0] == signal.SIGINT:
                 raise KeyboardInterrupt
             signal.raise_signal(caught[0])
+
+
+@dataclass
+class Noticed:
+    """Whether a SIGINT arrived inside :func:`noticed`."""
+
+    seen: bool = False
+
+
+@contextmanager
+def noticed() -> Iterator[Noticed]:
+    """Record SIGINTs inside the block; each is still passed on to the handler that was there."""
+    state = Noticed()
+    previous = signal.getsignal(signal.SIGINT) if _main_thread() else None
+    if not callable(previous):  # ignored, or not ours to wrap: leave it alone
+        yield state
+        return
+
+    def record(signum: int, frame: object) -> None:
+        state.seen = True
+        previous(signum, frame)
+
+    with handlers_restored():
+        signal.signal(signal.SIGINT, record)
+        yield state
+
+
+def _keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def keyboard_interrupt_in_training(runner: Any) -> Any:
+    """``runner`` (a SAELens ``LanguageModelSAETrainingRunner``) with SIGINT / SIGTERM raising
+    ``KeyboardInterrupt`` during ``fit`` instead of SAELens's ``InterruptedException``.
+
+    Only this runner object changes; as in SAELens, an interrupted fit saves a checkpoint first
+    when ``cfg.checkpoint_path`` is set, and the handlers are restored afterwards.
+    """
+    if not hasattr(runner, "run_trainer_with_interruption_handling"):
+        return runner  # another SAELens version: keep its behaviour (main() still exits 130)
+
+    def run_trainer(trainer: Any) -> Any:
+        with handlers_restored():
+            if _main_thread():
+                if not callable(signal.getsignal(signal.SIGINT)):
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, _keyboard_interrupt)
+            try:
+                return trainer.fit()
+            except KeyboardInterrupt:
+                if runner.cfg.checkpoint_path is not None:
+                    runner.save_checkpoint(Path(runner.cfg.checkpoint_path) / str(trainer.n_training_samples))
+                raise
+
+    runner.run_trainer_with_interruption_handling = run_trainer
+    return runner

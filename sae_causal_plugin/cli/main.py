@@ -17,7 +17,7 @@ import gc
 import os
 import sys
 
-from sae_causal_plugin._interrupts import handlers_restored, is_interrupt
+from sae_causal_plugin._interrupts import Noticed, handlers_restored, is_interrupt, noticed
 from sae_causal_plugin.cli import demo, graph, steer, train
 from sae_causal_plugin.cli.errors import UserError
 
@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         command = next((w for w in words if not w.startswith("-")), "")
         print(f"sae-causal {command}: interrupted".replace("  ", " "), file=sys.stderr)
         return INTERRUPTED_STATUS
+    interrupted = Noticed()
     try:
-        with handlers_restored():
+        with handlers_restored(), noticed() as interrupted:
             return int(args.run(args) or 0)
     except BaseException as err:  # noqa: BLE001 - sorted below; anything else is re-raised
-        if not is_interrupt(err):
+        if not (is_interrupt(err) or interrupted.seen):
             if not isinstance(err, USER_ERRORS) or os.environ.get("SAE_CAUSAL_DEBUG"):
                 raise
             print(f"sae-causal {args.command}: error: {err}", file=sys.stderr)

@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sae_lens import LanguageModelSAETrainingRunner
 
+    from sae_causal_plugin._interrupts import keyboard_interrupt_in_training
+
     with staged_dir(output, what="output folder", replace=True) as stage, _quiet_override_warnings():
         cfg.output_path = str(stage)
         runner = LanguageModelSAETrainingRunner(cfg, override_model=handle.model, override_dataset=dataset)
-        runner.run()
+        keyboard_interrupt_in_training(runner).run()
     print(f"saved the SAE to {output}")
     return 0
 

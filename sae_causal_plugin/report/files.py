@@ -64,8 +64,10 @@ def staged_dir(target: str | Path, *, what: str = "output folder", replace: bool
     check_target_dir(target, what=what)
     target = _absolute(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _new_name(target, _STAGING, make_dir=True)
+    staging = None
     try:
+        with held():  # no interrupt between making the folder and knowing its name
+            staging = _new_name(target, _STAGING, make_dir=True)
         yield staging
         _usual_rights(staging)
         with held():
@@ -74,7 +76,9 @@ def staged_dir(target: str | Path, *, what: str = "output folder", replace: bool
             else:
                 _publish(staging, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with held():  # an interrupt here would leave half a staging folder behind
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager
@@ -97,11 +101,13 @@ def staged_file(path: str | Path) -> Iterator[Path]:
         with held():
             _move_file(staging, path)
     finally:
-        staging.unlink(missing_ok=True)
+        with held():
+            staging.unlink(missing_ok=True)
 
 
 def clean_stale(target: str | Path) -> list[Path]:
-    """Remove ``.NAME.staging-*`` / ``.NAME.old-*`` left beside ``target`` by processes that are gone.
+    """Remove ``.NAME.staging-*`` / ``.NAME.old-*`` left beside ``target`` by processes that are gone
+    (also the nested ``..NAME.staging-*.staging-*`` of a save inside a staging folder).
 
     A target missing while a dead run's ``.NAME.old-*`` still holds it (killed mid-swap) is put
     back first.  Returns the removed paths.
@@ -111,8 +117,8 @@ def clean_stale(target: str | Path) -> list[Path]:
         siblings = list(target.parent.iterdir())
     except OSError:
         return []
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.({_STAGING}|{_OLD})-(\d+)-[0-9a-f]{{8}}"
-                         rf"(?:{re.escape(target.suffix)})?$")
+    # also a staging folder's own nested staging (``..NAME.staging-P-X.staging-Q-Y``) and staged files' suffix
+    pattern = re.compile(rf"\.+{re.escape(target.name)}\.({_STAGING}|{_OLD})-(\d+)-[0-9a-f]{{8}}(?:\..*)?$")
     removed = []
     for path in sorted(siblings, key=lambda p: p.name):
         match = pattern.match(path.name)

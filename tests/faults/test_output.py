@@ -101,7 +101,8 @@ def test_stale_staging_of_killed_runs_is_removed_by_the_next_run(trained_sae, ac
                                                                  tmp_path, capsys):
     """Defect 7: a SIGKILL left hidden ``.g.staging-*`` folders (one held two of the three files) forever."""
     dead, alive = dead_pid(), os.getppid()
-    for name in (f".g.staging-{dead}-0badc0de", f".g.staging-{alive}-00000001", f".other.staging-{dead}-00000002"):
+    for name in (f".g.staging-{dead}-0badc0de", f"..g.staging-{dead}-0badc0de.staging-{dead}-0badc0df",
+                 f".g.staging-{alive}-00000001", f".other.staging-{dead}-00000002"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "concept_graph.json").write_text("{}")
     (tmp_path / f".g.old-{dead}-00000003").mkdir()

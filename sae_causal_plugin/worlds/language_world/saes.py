@@ -68,7 +68,7 @@ def train_layer_sae(
     """
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
 
-    from sae_causal_plugin._interrupts import handlers_restored
+    from sae_causal_plugin._interrupts import handlers_restored, keyboard_interrupt_in_training
 
     n_ctx = int(model.cfg.n_ctx)
     d_in = int(model.cfg.d_model)
@@ -93,8 +93,9 @@ def train_layer_sae(
         dead_feature_window=50, feature_sampling_window=100, verbose=progress,
     )
     torch.manual_seed(seed)
-    with handlers_restored():  # SAELens's runner installs SIGINT / SIGTERM handlers and keeps them
-        sae = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=corpus_dataset(tokens)).run()
+    runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=corpus_dataset(tokens))
+    with handlers_restored():  # Ctrl-C stays a KeyboardInterrupt, and the handlers are ours afterwards
+        sae = keyboard_interrupt_in_training(runner).run()
     sae.eval()
     if scratch is not None:
         scratch.cleanup()
