@@ -59,7 +59,8 @@ def world_runner(world: str) -> Callable[..., Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae_causal_plugin.report import check_target_dir, write_report
+    from sae_causal_plugin._files import check_target_dir
+    from sae_causal_plugin.report import write_report
 
     check_target_dir(args.out, what="report folder")
     runner = world_runner(args.world)

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from sae_causal_plugin.cli.errors import UserError
     from sae_causal_plugin.cli.sae_dirs import load_sae_dir
     from sae_causal_plugin.graph import recover_concept_graph
-    from sae_causal_plugin.report.files import check_target_dir, staged_dir
+    from sae_causal_plugin._files import check_target_dir, staged_dir
     from sae_causal_plugin.report.writer import drawn_part
 
     if args.max_drawn < 1 or args.batch_size < 1 or args.tokens < 1:

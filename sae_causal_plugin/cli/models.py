@@ -59,7 +59,7 @@ def save_hooked_transformer(model: Any, directory: str | Path, tokenizer: Any = 
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformerConfig
 
-    from sae_causal_plugin.report.files import staged_dir
+    from sae_causal_plugin._files import staged_dir
 
     directory = Path(directory)
     accepted = set(inspect.signature(HookedTransformerConfig).parameters) - {"device", "n_params"}

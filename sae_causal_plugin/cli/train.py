@@ -65,7 +65,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from sae_causal_plugin.cli.config import build_runner_config, load_train_config
     from sae_causal_plugin.cli.models import load_model
-    from sae_causal_plugin.report.files import check_target_dir, staged_dir
+    from sae_causal_plugin._files import check_target_dir, staged_dir
 
     spec = load_train_config(args.config)
     output = Path(args.out or spec.get("output_path") or "output")

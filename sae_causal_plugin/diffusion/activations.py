@@ -313,7 +313,7 @@ def save_activation_shards(
 ) -> list[Path]:
     """Write ``n_batches`` batches of ``source`` to ``path/shard_XXXXX.safetensors`` + ``meta.json``
     (staged: the shards and ``meta.json`` appear together once all are written)."""
-    from sae_causal_plugin.report.files import staged_dir
+    from sae_causal_plugin._files import staged_dir
 
     root = Path(path)
     with staged_dir(root, what="activation folder") as stage:

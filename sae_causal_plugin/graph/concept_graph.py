@@ -271,7 +271,7 @@ class ConceptGraph:
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON (non-finite floats are written as NaN/Infinity), atomically."""
-        from sae_causal_plugin.report.files import staged_file
+        from sae_causal_plugin._files import staged_file
 
         with staged_file(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=1))
@@ -296,7 +296,7 @@ class ConceptGraph:
             )
         for c, p, attrs in self._g.edges(data=True):
             g.add_edge(str(c), str(p), **_graphml_attrs(attrs))
-        from sae_causal_plugin.report.files import staged_file
+        from sae_causal_plugin._files import staged_file
 
         with staged_file(path) as tmp:
             nx.write_graphml(g, str(tmp))
@@ -327,7 +327,7 @@ class ConceptGraph:
         lines.append("}")
         text = "\n".join(lines) + "\n"
         if path is not None:
-            from sae_causal_plugin.report.files import staged_file
+            from sae_causal_plugin._files import staged_file
 
             with staged_file(path) as tmp:
                 tmp.write_text(text)
@@ -340,7 +340,7 @@ class ConceptGraph:
         with the most edges (ties: highest ``firing_count``) are drawn.  Edge width grows
         with ``p_parent_given_child``.
         """
-        from sae_causal_plugin.report.files import staged_file
+        from sae_causal_plugin._files import staged_file
 
         from ._draw import draw_concept_graph
 

@@ -323,7 +323,7 @@ class SelectionCode:
         into the folder ``path``, atomically (a failure leaves no half-written file)."""
         from safetensors.torch import save_file
 
-        from sae_causal_plugin.report.files import staged_dir
+        from sae_causal_plugin._files import staged_dir
 
         target = Path(path)
         header = {"format": _FORMAT, "version": _VERSION, "d_in": self.cfg.d_in,

@@ -332,7 +332,7 @@ class CrossLevelMixin:
     def save_inference_model(self, path: str | Path) -> tuple[Path, Path]:
         """A stock SAELens directory, plus the cross-level map and read-outs beside it (if any), all
         staged and moved into ``path`` once complete."""
-        from sae_causal_plugin.report.files import staged_dir
+        from sae_causal_plugin._files import staged_dir
 
         path = Path(path)
         with staged_dir(path, what="SAE folder") as stage:

@@ -163,7 +163,7 @@ def trainer_config(total_samples: int, batch_size: int, lr: float = 3e-3, device
 
 def save_multilevel(level_saes: Sequence[Any], path: str | Path) -> Path:
     """Save every level as a stock SAELens SAE (``level_l/``) plus the selection maps beside them."""
-    from sae_causal_plugin.report.files import staged_dir
+    from sae_causal_plugin._files import staged_dir
 
     path = Path(path)
     entries = []

@@ -3,8 +3,7 @@
 ``concept_graph.png``, ``concept_graph.json``, ``metrics.json`` and the true graph beside them.
 """
 
-from sae_causal_plugin.report.files import check_target_dir, staged_dir
 from sae_causal_plugin.report.targets import Target, targets_for
 from sae_causal_plugin.report.writer import REPORT_FILES, write_report
 
-__all__ = ["REPORT_FILES", "Target", "check_target_dir", "staged_dir", "targets_for", "write_report"]
+__all__ = ["REPORT_FILES", "Target", "targets_for", "write_report"]

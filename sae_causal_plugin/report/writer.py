@@ -10,7 +10,7 @@ from typing import Any
 
 from sae_causal_plugin._plain_json import plain_json
 from sae_causal_plugin.graph import ConceptGraph
-from sae_causal_plugin.report.files import check_target_dir, staged_dir
+from sae_causal_plugin._files import check_target_dir, staged_dir
 from sae_causal_plugin.report.html import render_index
 from sae_causal_plugin.report.targets import targets_for
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun

@@ -86,7 +86,7 @@ class HierarchyMetadata:
 
 def save_hierarchy(meta: HierarchyMetadata, directory: str | Path) -> Path:
     """Write ``hierarchy.json`` into ``directory`` atomically (never half-written; umask permissions)."""
-    from sae_causal_plugin.report.files import staged_file
+    from sae_causal_plugin._files import staged_file
 
     target = Path(directory) / HIERARCHY_FILENAME
     with staged_file(target) as tmp:

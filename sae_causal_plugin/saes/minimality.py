@@ -260,10 +260,10 @@ class MinimalityMixin:
         """Save a stock-SAELens directory plus ``hierarchy.json`` with the learned hierarchy.
 
         Everything is written into a staging folder beside ``path`` first and moved in only
-        when complete (:func:`~sae_causal_plugin.report.files.staged_dir`), so a failure or an
+        when complete (:func:`~sae_causal_plugin._files.staged_dir`), so a failure or an
         interrupt leaves no half-written SAE behind.
         """
-        from sae_causal_plugin.report.files import staged_dir
+        from sae_causal_plugin._files import staged_dir
 
         target = Path(path)
         with staged_dir(target, what="SAE folder") as staging:

@@ -279,7 +279,7 @@ class HierarchicalSelectionModel:
 
     def save(self, path: str | Path) -> None:
         """Write ``hierarchical_selection_model_config.json`` + ``.safetensors`` into ``path`` (staged)."""
-        from sae_causal_plugin.report.files import staged_dir
+        from sae_causal_plugin._files import staged_dir
 
         meta = {"format": _FORMAT, "version": 1, "seed": self.seed, "config": self.cfg.to_dict()}
         with staged_dir(path, what="model folder") as stage:

@@ -202,7 +202,7 @@ def save_pretrained(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write the weights (``safetensors``) and the config (``json``) into ``directory``."""
-    from sae_causal_plugin.report.files import staged_dir
+    from sae_causal_plugin._files import staged_dir
 
     root = Path(directory) if directory is not None else assets_dir()
     tensors = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}

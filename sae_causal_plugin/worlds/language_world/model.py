@@ -118,7 +118,7 @@ def train_language_model(
 
 def save_language_model(model: HookedTransformer, info: dict[str, Any], directory: str | Path) -> None:
     """Write ``language_world_model.safetensors`` and ``language_world_config.json`` (both or neither)."""
-    from sae_causal_plugin.report.files import staged_dir
+    from sae_causal_plugin._files import staged_dir
 
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
              if not k.endswith(("IGNORE", "mask"))}
