@@ -29,6 +29,12 @@ ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_
 OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")
 RESULT_KEYS = ("f1", "mcc", "uniqueness", "explained_variance", "l0", "dead_latents",
                "edge_precision", "edge_recall", "edge_f1", "absorption", "seconds")
+#: The same graph figures for the graph read from plain co-firing of the SAE's latents, and
+#: the diagnostics that tell the dictionary's failures from the graph step's (both graphs).
+GRAPH_KEYS = ("edge_f1_plain", "edge_precision_plain", "matched_precision", "matched_recall",
+              "matched_precision_plain", "matched_recall_plain", "absorption_factorised",
+              "features_with_latent", "true_edges_matched")
+SUMMARY_KEYS = RESULT_KEYS + GRAPH_KEYS
 
 
 @dataclass
@@ -82,6 +88,25 @@ PRESETS: dict[str, dict[str, Any]] = {
                               samples=200_000_000, batch_size=4096, lr=3e-4,
                               eval_samples=500_000, graph_samples=1_000_000),
 }
+
+
+def _shape_presets() -> dict[str, dict[str, Any]]:
+    """Worlds the defaults must work on untuned (issue: 2x-6x features per dimension,
+    SyntheticSAERunner's lr 3e-4 and 1e-3, depth 2 and 3): 256 features in 128 / 64 / 43
+    dimensions; depth 2 as world A (16 roots, branching 3), depth 3 as 8 roots with branching 2
+    and half of the parents' children mutually exclusive.  Named ``x{ratio}-depth{d}-lr{lr}``."""
+    presets = {}
+    for ratio in (2, 4, 6):
+        for depth in (2, 3):
+            shape = (dict(roots=16, branching=3, mutually_exclusive=0.0) if depth == 2
+                     else dict(roots=8, branching=2, mutually_exclusive=0.5))
+            for lr in (3e-4, 1e-3):
+                presets[f"x{ratio}-depth{depth}-lr{lr:g}"] = dict(
+                    num_features=256, hidden_dim=round(256 / ratio), depth=depth, lr=lr, **shape)
+    return presets
+
+
+PRESETS.update(_shape_presets())
 
 
 def build_synthetic_model(cfg: BenchConfig, seed: int):
@@ -177,7 +202,7 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float
     from sae_lens.synthetic import eval_sae_on_synthetic_data
     from sae_lens.synthetic.training import train_toy_sae
 
-    from sae_causal_plugin.graph import evaluate_hierarchy_recovery, recover_concept_graph
+    from sae_causal_plugin.graph import diagnose_hierarchy, factorize_decoder, recover_concept_graph
 
     width = cfg.width or cfg.num_features
     torch.manual_seed(10_000 * cfg.seed + seed)
@@ -192,15 +217,30 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float
                                     num_samples=cfg.eval_samples, batch_size=cfg.batch_size)
     with torch.no_grad():
         acts = model.sample(cfg.graph_samples)
-    graph = recover_concept_graph(sae, acts)
-    edges = evaluate_hierarchy_recovery(graph, sae, model)
+    code = factorize_decoder(sae, acts)
+    graphs = {"factorised": recover_concept_graph(sae, acts, selection_code=code),
+              "plain": recover_concept_graph(sae, acts, evidence="cofiring")}
+    diagnosis = {}
+    for name, graph in graphs.items():  # both graphs scored on the same evaluation samples
+        torch.manual_seed(10_000 * cfg.seed + seed + 1)
+        diagnosis[name] = diagnose_hierarchy(graph, sae, model, code=code, print_report=False)
+    fact, plain = diagnosis["factorised"], diagnosis["plain"]
     row = {
         "arch": arch, "seed": seed,
         "f1": ev.classification.f1_score, "mcc": ev.mcc, "uniqueness": ev.uniqueness,
         "explained_variance": ev.explained_variance, "l0": ev.sae_l0,
         "dead_latents": ev.dead_latents,
-        "edge_precision": edges["precision"], "edge_recall": edges["recall"],
-        "edge_f1": edges["f1"], "absorption": edges["absorption"], "seconds": seconds,
+        "edge_precision": fact.precision, "edge_recall": fact.recall,
+        "edge_f1": fact.f1, "absorption": fact.absorption, "seconds": seconds,
+        "edge_f1_plain": plain.f1, "edge_precision_plain": plain.precision,
+        "matched_precision": fact.matched_precision, "matched_recall": fact.matched_recall,
+        "matched_precision_plain": plain.matched_precision,
+        "matched_recall_plain": plain.matched_recall,
+        "absorption_factorised": fact.absorption_factorised,
+        "features_with_latent": fact.n_features_with_latent / fact.n_features,
+        "true_edges_matched": fact.n_true_edges_matched / max(fact.n_true_edges, 1),
+        "composition_links": int(code.children.numel()),
+        "diagnosis": {name: d.to_dict() for name, d in diagnosis.items()},
     }
     return row, sae.W_dec.detach().clone()
 
@@ -221,7 +261,7 @@ def summarise(rows: list[dict[str, Any]], consistency: dict[str, float | None]) 
     for arch in dict.fromkeys(r["arch"] for r in rows):
         mine = [r for r in rows if r["arch"] == arch]
         result: dict[str, Any] = {"arch": arch, "seeds": [r["seed"] for r in mine], "per_seed": mine}
-        for key in RESULT_KEYS:
+        for key in SUMMARY_KEYS:
             values = [float(r[key]) for r in mine]
             result[key] = statistics.fmean(values)
             result[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -231,22 +271,30 @@ def summarise(rows: list[dict[str, Any]], consistency: dict[str, float | None]) 
 
 
 SHORT = {"explained_variance": "ev", "dead_latents": "dead", "edge_precision": "edge_p",
-         "edge_recall": "edge_r", "edge_f1": "edge_f1", "uniqueness": "uniq", "absorption": "absorb"}
+         "edge_recall": "edge_r", "edge_f1": "edge_f1", "uniqueness": "uniq", "absorption": "absorb",
+         "edge_f1_plain": "edge_f1_plain", "edge_precision_plain": "edge_p_plain",
+         "matched_precision": "m_prec", "matched_recall": "m_rec",
+         "matched_precision_plain": "m_prec_plain", "matched_recall_plain": "m_rec_plain",
+         "absorption_factorised": "absorb_fact", "features_with_latent": "feat_w_lat",
+         "true_edges_matched": "edges_matched"}
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
-    """Mean ± sd per architecture, one row each."""
-    header = f"{'arch':23s}" + "".join(f"{SHORT.get(k, k):>14s}" for k in RESULT_KEYS)
+def format_table(results: list[dict[str, Any]], keys: tuple[str, ...] = RESULT_KEYS,
+                 consistency: bool = True) -> str:
+    """Mean ± sd of ``keys`` per architecture, one row each (and the seed consistency)."""
+    header = f"{'arch':23s}" + "".join(f"{SHORT.get(k, k):>14s}" for k in keys)
     lines = [header, "-" * len(header)]
     for r in results:
         cells = []
-        for key in RESULT_KEYS:
+        for key in keys:
             digits = 0 if key in ("seconds", "dead_latents") else 3
             cells.append(f"{r[key]:.{digits}f}±{r.get(key + '_sd', 0.0):.{digits}f}")
-        consistency = r.get("consistency_mcc")
-        cells.append("-" if consistency is None else f"{consistency:.3f}")
+        if consistency:
+            value = r.get("consistency_mcc")
+            cells.append("-" if value is None else f"{value:.3f}")
         lines.append(f"{r['arch']:23s}" + "".join(f"{c:>14s}" for c in cells))
-    lines[0] += f"{'seed_mcc':>14s}"
+    if consistency:
+        lines[0] += f"{'seed_mcc':>14s}"
     return "\n".join(lines)
 
 
@@ -302,10 +350,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row["k"] = k
             rows.append(row)
             decoders[arch].append(decoder)
-            print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in RESULT_KEYS),
+            print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in SUMMARY_KEYS),
                   flush=True)
     results = summarise(rows, {arch: decoder_consistency(d) for arch, d in decoders.items()})
     print(format_table(results))
+    print("\nGraph from the factorised code (edge_*) against plain co-firing (*_plain); "
+          "m_* = on edges whose two ends have a latent:")
+    print(format_table(results, GRAPH_KEYS, consistency=False))
     report = {"config": {**asdict(cfg), "k": k, "train_seeds": seeds, "archs": archs},
               "results": results}
     if as_json:
