@@ -10,6 +10,7 @@ BENCHMARKS = {
     "step-time": "sae_causal_plugin.bench.step_time",
     "multilevel": "sae_causal_plugin.bench.multilevel",
     "diffusion-overhead": "sae_causal_plugin.bench.diffusion_overhead",
+    "graph-memory": "sae_causal_plugin.bench.graph_memory",
     "diffusion-world": "sae_causal_plugin.bench.diffusion_world",
     "language-world": "sae_causal_plugin.bench.language_world",
 }

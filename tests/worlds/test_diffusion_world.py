@@ -321,7 +321,6 @@ def test_diffusion_overhead_wrapper_is_importable():
     from sae_causal_plugin.bench import diffusion_overhead
 
     assert callable(diffusion_overhead.main)
-    assert callable(diffusion_overhead.load_script().main)
 
 
 def test_training_is_seeded_and_reads_back():

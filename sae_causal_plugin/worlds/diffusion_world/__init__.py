@@ -9,7 +9,7 @@ rule-based concept detectors, and a concept graph across denoising timesteps.
 * :mod:`.model`: the concept-conditioned ``UNet2DConditionModel`` (concepts enter through the mid
   block's cross-attention only), its DDIM pipeline and the shipped weights
   (:func:`load_pretrained`).
-* :mod:`.train`: how the shipped weights were trained (``benchmarks/train_diffusion_world.py``).
+* :mod:`.train`: how the shipped weights were trained (``scripts/train_diffusion_world.py``).
 * :mod:`.timestep_graph`: per-image co-firing of per-timestep SAE latents, the layered
   child -> parent graph across timesteps and its edge F1 against the true hierarchy.
 

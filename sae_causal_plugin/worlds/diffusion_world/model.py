@@ -11,7 +11,7 @@
   pipeline that :class:`~sae_causal_plugin.diffusion.HookedDiffusionPipeline` and
   :class:`~sae_causal_plugin.diffusion.DiffusionSteering` accept.
 * :func:`load_pretrained`: the shipped weights (``worlds/assets/diffusion_world_*``), trained by
-  ``benchmarks/train_diffusion_world.py``.
+  ``scripts/train_diffusion_world.py``.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def load_pretrained(
     if not weights.is_file() or not cfg_path.is_file():
         raise FileNotFoundError(
             f"no trained diffusion world in {root} (need {WEIGHTS_FILE} and {CONFIG_FILE}); "
-            "train it with `python benchmarks/train_diffusion_world.py`"
+            "train it with `python scripts/train_diffusion_world.py`"
         )
     config = json.loads(cfg_path.read_text())
     tensors = load_file(str(weights))

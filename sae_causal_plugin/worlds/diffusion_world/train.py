@@ -1,4 +1,4 @@
-"""Training of the diffusion world's denoiser (used by ``benchmarks/train_diffusion_world.py``).
+"""Training of the diffusion world's denoiser (used by ``scripts/train_diffusion_world.py``).
 
 DDPM training with x0-prediction: a class (one of the 12 valid label vectors, uniform), a
 horizontal offset and a conditioning strength per present concept (``U[0.6, 1]``) are drawn per

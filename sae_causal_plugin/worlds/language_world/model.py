@@ -2,7 +2,7 @@
 
 * :data:`MODEL_CONFIG`: the architecture (2 layers, ``d_model`` 64), as ``HookedTransformerConfig`` kwargs.
 * :func:`train_language_model`: trains it from scratch on :func:`generate_corpus` text,
-  reproducibly from a seed (``benchmarks/train_language_world.py`` produced the shipped weights).
+  reproducibly from a seed (``scripts/train_language_world.py`` produced the shipped weights).
 * :func:`load_language_world`: the shipped model (``worlds/assets/language_world_*``) plus the
   taxonomy and vocabulary helpers, offline.
 """
@@ -137,7 +137,7 @@ def load_language_world(directory: str | Path | None = None) -> LanguageWorld:
     if not weights.is_file() or not config.is_file():
         raise FileNotFoundError(
             f"no language-world model in {root}: expected {WEIGHTS_FILE} and {CONFIG_FILE}; "
-            "run benchmarks/train_language_world.py to create them"
+            "run scripts/train_language_world.py to create them"
         )
     meta = json.loads(config.read_text())
     model = HookedTransformer(HookedTransformerConfig(**meta["config"], device="cpu"))

@@ -1,7 +1,7 @@
 """Diagnostic behind benchmarks/results/diffusion_world.md: can the smoke be removed at the hook
 by subtracting its token-mean direction (what an image-level SAE edits), or only token-wise?
 
-    python benchmarks/results/diffusion_world_steering_diagnostic.py
+    python scripts/diffusion_world_steering_diagnostic.py
 """
 import torch
 from sae_causal_plugin.worlds import diffusion_world as dw

@@ -1,7 +1,7 @@
 """Retrain the language world's tiny HookedTransformer and write its weights.
 
-    python benchmarks/train_language_world.py                      # -> sae_causal_plugin/worlds/assets/
-    python benchmarks/train_language_world.py --out /tmp/lw --seed 1 --steps 2000
+    python scripts/train_language_world.py                      # -> sae_causal_plugin/worlds/assets/
+    python scripts/train_language_world.py --out /tmp/lw --seed 1 --steps 2000
 
 Reproducible: the corpus, the initialisation and the batch order come from ``--seed``.  The
 shipped weights were written by the default command (seed 0, 2000 steps), a few minutes on 2 CPU

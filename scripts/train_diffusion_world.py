@@ -9,7 +9,7 @@ same machine and library versions.
 
 Usage::
 
-    python benchmarks/train_diffusion_world.py [--steps 2000] [--seed 0] [--threads 1]
+    python scripts/train_diffusion_world.py [--steps 2000] [--seed 0] [--threads 1]
         [--out sae_causal_plugin/worlds/assets] [--json]
 
 Writes ``diffusion_world_denoiser.safetensors`` (weights of the EMA model, float32),
