@@ -8,7 +8,6 @@ streams for SAE training, and SAE concept steering.
 * :class:`DiffusionActivationSource`: ``[batch, d_in]`` batches for ``sae_lens.SAETrainer``
   (forward-noised latents or sampling trajectories; paired across timesteps), with disk shards.
 * :class:`DiffusionSteering`: error-preserving SAE concept edits during generation.
-* :mod:`.tiny`: tiny denoisers and pipelines built from config, for tests and toy worlds.
 """
 
 from sae_causal_plugin.diffusion.activations import (

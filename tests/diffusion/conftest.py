@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_causal_plugin.diffusion import tiny
+from . import tiny
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -20,7 +20,7 @@ from sae_causal_plugin.diffusion import (
     to_tokens,
     trajectory_activations,
 )
-from sae_causal_plugin.diffusion.tiny import tiny_unet2d
+from .tiny import tiny_unet2d
 
 MID = "mid_block.hook_out"
 

@@ -9,7 +9,7 @@ from transformer_lens import HookedRootModule
 
 from sae_causal_plugin.diffusion import HookedDiT, HookedUNet, hook_denoiser
 from sae_causal_plugin.diffusion.hooked import _pack, _unpack
-from sae_causal_plugin.diffusion.tiny import TINY_DENOISERS
+from .tiny import TINY_DENOISERS
 
 
 def _sample(out):

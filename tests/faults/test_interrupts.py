@@ -215,7 +215,7 @@ def test_demo_interrupted_keeps_the_old_report(tmp_path, capsys, monkeypatch, er
 
 
 def test_interrupt_while_files_move_into_place_is_held_until_they_are_in(tmp_path, monkeypatch):
-    from sae_causal_plugin.report import files
+    from sae_causal_plugin import _files as files
 
     target = tmp_path / "out"
     target.mkdir()

@@ -13,7 +13,7 @@ import pytest
 
 from sae_causal_plugin.cli.main import main
 from sae_causal_plugin.graph import ConceptGraph
-from sae_causal_plugin.report import files
+from sae_causal_plugin import _files as files
 
 from .conftest import train_config, write_yaml
 from .helpers import assert_clean_failure, is_complete_graph, is_complete_sae, snapshot

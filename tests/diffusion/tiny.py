@@ -1,7 +1,9 @@
-"""Tiny diffusers denoisers and pipelines built from config (no model hub), with example inputs.
+"""Test scaffolding: tiny diffusers denoisers and pipelines built from config (no model hub), with
+example inputs for one forward call of each.
 
-Used by the tests, the overhead benchmark and the toy worlds.  Every builder takes a ``seed`` so
-weights are reproducible.
+Used only by tests/diffusion (the package itself never needs it: the toy world ships its own
+trained denoiser, and the diffusion-overhead benchmark builds its two timed models itself).  Every
+builder takes a ``seed`` so weights are reproducible.
 """
 
 from __future__ import annotations
