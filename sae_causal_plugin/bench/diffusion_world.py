@@ -181,7 +181,7 @@ def train_sae(acts: Tensor, cfg: Config, seed: int, hook: str, timestep: int) ->
 # --- 3. graph --------------------------------------------------------------------------------------
 def concept_latents(assignment: dict[str, tuple[str, float]]) -> dict[str, dict[int, list[int]]]:
     """``{concept: {timestep: [latent, ...]}}`` from a latent -> concept assignment."""
-    from sae_causal_plugin.worlds.diffusion_world.timestep_graph import parse_node
+    from sae_causal_plugin.graph.layered import parse_node
 
     out: dict[str, dict[int, list[int]]] = {}
     for node, (concept, _) in sorted(assignment.items()):
@@ -301,6 +301,7 @@ def run(cfg: Config, artefacts: dict[str, Any] | None = None) -> dict[str, Any]:
         sample_scenes,
         true_edges,
     )
+    from sae_causal_plugin.graph import recover_timestep_graph
     from sae_causal_plugin.worlds.diffusion_world import timestep_graph as tg
 
     start = time.perf_counter()
@@ -333,7 +334,7 @@ def run(cfg: Config, artefacts: dict[str, Any] | None = None) -> dict[str, Any]:
 
     concepts = detect_concepts(imgs_ev)
     firing = {t: tg.image_firing(saes[t], acts_ev[t], tokens) for t in ts}
-    graph = tg.recover_timestep_graph(firing, **cfg.graph)
+    graph = recover_timestep_graph(firing, **cfg.graph)
     assignment = tg.match_latents(firing, concepts, CONCEPTS, min_f1=cfg.min_f1)
     score = tg.score_graph(graph, assignment, true_edges())
     best = tg.best_latents(firing, concepts, CONCEPTS)

@@ -21,11 +21,11 @@ def name_by_language_world(
     concept's presence (the world's per-token labels) on ``n_documents`` documents drawn with
     ``seed``.  Returns the named copy and the number of matched latents.
     """
+    from sae_causal_plugin.graph import name_matched_latents
     from sae_causal_plugin.worlds.language_world import generate_corpus
     from sae_causal_plugin.worlds.language_world.saes import (
         latent_firing,
         match_latents_to_concepts,
-        name_latents,
     )
 
     taxonomy = handle.world.taxonomy
@@ -33,4 +33,4 @@ def name_by_language_world(
     x = torch.cat(list(hook_activations(handle, hook, corpus.tokens, exclude_tokens=exclude_tokens)))
     active = corpus.active[kept_positions(handle, corpus.tokens, exclude_tokens=exclude_tokens)]
     match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts)
-    return name_latents(graph, match, taxonomy), len(match)
+    return name_matched_latents(graph, match, taxonomy.level), len(match)

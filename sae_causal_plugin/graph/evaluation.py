@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Float, Int
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from .concept_graph import ConceptGraph, NodeId
+from .layered import parse_node
+from .matching import abs_cosine, one_to_one
 
 
 def _hierarchy_of(synthetic_model: Any) -> Any:
@@ -64,21 +65,17 @@ def match_latents_to_features(
             f"sae: decoder d_in={W_dec.shape[1]} does not match the synthetic model's "
             f"hidden_dim={feature_vectors.shape[1]}"
         )
-    a = torch.nn.functional.normalize(W_dec.detach().float().cpu(), dim=1)
-    b = torch.nn.functional.normalize(feature_vectors.detach().float().cpu(), dim=1)
-    cos = (a @ b.T).abs().numpy().astype(np.float64)
-    rows, cols = linear_sum_assignment(cos, maximize=True)
-    return {
-        int(r): (int(c), float(cos[r, c])) for r, c in zip(rows, cols) if cos[r, c] >= min_cosine
-    }
+    return one_to_one(abs_cosine(W_dec, feature_vectors), min_cosine)
 
 
 def _latent_index(node: NodeId) -> int | None:
     """``12 -> 12``; ``"L1:12" -> 12``; anything else -> None."""
     if isinstance(node, int):
         return node
-    tail = str(node).rsplit(":", 1)[-1]
-    return int(tail) if tail.lstrip("-").isdigit() else None
+    try:
+        return parse_node(str(node))[1]
+    except ValueError:
+        return None
 
 
 def _f1(p: float, r: float) -> float:

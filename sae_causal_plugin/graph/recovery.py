@@ -65,13 +65,15 @@ def select_candidate_edges(
     min_support: int = DEFAULT_MIN_SUPPORT,
     min_lift: float = DEFAULT_MIN_LIFT,
     max_parent_rate_ratio: float | None = None,
+    max_reverse: float | None = None,
 ) -> dict[str, Tensor]:
     """Filter an edge table (see :meth:`CoFiringStats.edge_table`) to candidate edges.
 
     ``table`` needs the columns ``child``, ``parent``, ``count_child``, ``count_parent``
     and ``count_both``; an optional ``count_both_upper`` (lossy-counting upper bound) is
-    used for the threshold tests so that pruning never removes a candidate.  Returns the
-    filtered table (same columns).
+    used for the threshold tests so that pruning never removes a candidate.  With
+    ``max_reverse``, a candidate also needs ``P(child | parent) <= max_reverse`` (counted
+    co-firings).  Returns the filtered table (same columns).
     """
     child, parent = table["child"], table["parent"]
     n_c = table["count_child"].to(torch.float64)
@@ -84,6 +86,8 @@ def select_candidate_edges(
         keep &= co * n_samples >= min_lift * n_c * n_p * (1 - 1e-12)
     if max_parent_rate_ratio is not None:
         keep &= n_p <= max_parent_rate_ratio * n_c
+    if max_reverse is not None:
+        keep &= table["count_both"].to(torch.float64) / n_p.clamp(min=1) <= max_reverse + 1e-12
     return {k: v[keep] for k, v in table.items()}
 
 

@@ -5,20 +5,15 @@
   :class:`CrossLevelConfig` (``CrossLevelConfig().independent()``: the independent baseline).
 * :func:`save_multilevel` / :func:`load_multilevel`: stock SAELens SAE per level plus the
   learned selection maps beside them.
-* :func:`recover_layered_graph`: minimal-parent concept graph across levels (CI tests).
+* :func:`recover_layered_graph`: minimal-parent concept graph across levels (CI tests, rule in
+  :mod:`sae_causal_plugin.graph.layered`).
 * :func:`level_mcc`, :func:`edge_scores`, :func:`edge_jaccard`: evaluation against a known world.
 """
 
 from sae_causal_plugin.multilevel.data import check_levels, encode_fired, to_rows
 from sae_causal_plugin.multilevel.evaluation import edge_jaccard, edge_scores, level_mcc, match_latents
 from sae_causal_plugin.multilevel.losses import cross_level_consistency_loss, cross_level_fit_loss
-from sae_causal_plugin.multilevel.parent_sets import (
-    ParentSet,
-    conditional_entropy,
-    conditional_mutual_information,
-    minimal_parent_set,
-)
-from sae_causal_plugin.multilevel.recovery import DEFAULTS, layered_graph_from_firing, recover_layered_graph
+from sae_causal_plugin.multilevel.recovery import recover_layered_graph
 from sae_causal_plugin.multilevel.sae import (
     CrossLevelBatchTopKTrainingSAE,
     CrossLevelConfig,
@@ -38,7 +33,6 @@ from sae_causal_plugin.multilevel.training import (
 )
 
 __all__ = [
-    "DEFAULTS",
     "CrossLevelBatchTopKTrainingSAE",
     "CrossLevelConfig",
     "CrossLevelJumpReLUTrainingSAE",
@@ -46,22 +40,17 @@ __all__ = [
     "CrossLevelTopKTrainingSAE",
     "LevelContext",
     "MultiLevelTrainer",
-    "ParentSet",
     "check_levels",
-    "conditional_entropy",
-    "conditional_mutual_information",
     "cross_level_consistency_loss",
     "cross_level_fit_loss",
     "edge_jaccard",
     "edge_scores",
     "encode_fired",
     "init_from_data",
-    "layered_graph_from_firing",
     "level_mcc",
     "load_multilevel",
     "make_level_saes",
     "match_latents",
-    "minimal_parent_set",
     "recover_layered_graph",
     "save_multilevel",
     "to_rows",

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import torch
 from jaxtyping import Float
 from sae_lens.synthetic.evals import mean_correlation_coefficient
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.layered import node_id, parse_node
+from sae_causal_plugin.graph.matching import abs_cosine, one_to_one
 
 Edge = tuple[str, str]
 
@@ -34,16 +33,7 @@ def match_latents(
     W_dec: Float[Tensor, "d_sae d"], targets: Float[Tensor, "n d"], min_cosine: float = 0.5
 ) -> dict[int, int]:
     """One-to-one ``latent -> target row`` by Hungarian matching on ``|cos|`` (kept if ``>= min_cosine``)."""
-    a = torch.nn.functional.normalize(W_dec.detach().float().cpu(), dim=1)
-    b = torch.nn.functional.normalize(targets.detach().float().cpu(), dim=1)
-    cos = (a @ b.T).abs().numpy().astype(np.float64)
-    rows, cols = linear_sum_assignment(cos, maximize=True)
-    return {int(r): int(c) for r, c in zip(rows, cols) if cos[r, c] >= min_cosine}
-
-
-def _parse(node: str) -> tuple[int, int]:
-    level, index = str(node)[1:].split(":")
-    return int(level), int(index)
+    return {r: c for r, (c, _) in one_to_one(abs_cosine(W_dec, targets), min_cosine).items()}
 
 
 def rename_edges(graph: ConceptGraph, matchings: Sequence[dict[int, int]]) -> tuple[set[Edge], int]:
@@ -52,9 +42,9 @@ def rename_edges(graph: ConceptGraph, matchings: Sequence[dict[int, int]]) -> tu
     out: set[Edge] = set()
     unmatched = 0
     for child, parent in graph.edges:
-        (lc, ic), (lp, ip) = _parse(child), _parse(parent)
+        (lc, ic), (lp, ip) = parse_node(child), parse_node(parent)
         if ic in matchings[lc] and ip in matchings[lp]:
-            out.add((f"L{lc}:{matchings[lc][ic]}", f"L{lp}:{matchings[lp][ip]}"))
+            out.add((node_id(lc, matchings[lc][ic]), node_id(lp, matchings[lp][ip])))
         else:
             unmatched += 1
     return out, unmatched

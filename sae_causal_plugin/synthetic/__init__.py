@@ -11,7 +11,6 @@ from sae_causal_plugin.synthetic.config import HierarchicalSelectionConfig
 from sae_causal_plugin.synthetic.model import (
     HierarchicalSelectionModel,
     MultiLevelSample,
-    node_id,
     zipf_probabilities,
 )
 
@@ -21,7 +20,6 @@ __all__ = [
     "HierarchicalSelectionModel",
     "MultiLevelSample",
     "compose",
-    "node_id",
     "relevant_components",
     "zipf_probabilities",
 ]

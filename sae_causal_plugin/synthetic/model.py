@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.layered import node_id
 from sae_causal_plugin.synthetic.compositions import (
     assign_parent_sets,
     compose,
@@ -55,11 +56,6 @@ class MultiLevelSample:
     activations: list[Float[Tensor, "n d"]]
     concepts: list[Bool[Tensor, "n c"]]
     magnitudes: list[Float[Tensor, "n c"]]
-
-
-def node_id(level: int, index: int) -> str:
-    """Concept id used in multi-level concept graphs: ``"L{level}:{index}"``."""
-    return f"L{level}:{index}"
 
 
 def _unit_rows(n: int, d: int, generator: torch.Generator) -> Float[Tensor, "n d"]:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-from sae_causal_plugin.multilevel import layered_graph_from_firing, recover_layered_graph
+from sae_causal_plugin.graph import layered_graph_from_firing
+from sae_causal_plugin.multilevel import recover_layered_graph
 
 # fine latents 0..5; coarse 0 = fine0 OR fine1; coarse 1 = fine1 OR fine2 (fine1 has two parents);
 # coarse 2 = fine3 AND fine4; fine 5 is a parent of nothing.

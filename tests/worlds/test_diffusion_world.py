@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph import ConceptGraph, recover_timestep_graph
 from sae_causal_plugin.worlds import diffusion_world as dw
 from sae_causal_plugin.worlds.diffusion_world import detectors, timestep_graph
 from sae_causal_plugin.worlds.diffusion_world.concepts import class_probabilities
@@ -191,7 +191,7 @@ def test_timestep_graph_recovers_a_planted_hierarchy():
         501: torch.stack([lab[:, idx[c]] for c in ("chimney", "window", "apples")] + [noise[:, 1]], 1),
         101: torch.stack([lab[:, idx[c]] for c in ("smoke", "flowers", "basket")] + [noise[:, 2]], 1),
     }
-    g = timestep_graph.recover_timestep_graph(firing)
+    g = recover_timestep_graph(firing)
     assignment = timestep_graph.match_latents(firing, lab, dw.CONCEPTS)
     assert assignment["t901:2"][0] == "chimney" and "t901:3" not in assignment
     score = timestep_graph.score_graph(g, assignment, dw.true_edges())
@@ -201,9 +201,9 @@ def test_timestep_graph_recovers_a_planted_hierarchy():
 
 def test_timestep_graph_bad_input():
     with pytest.raises(ValueError, match="at least two timesteps"):
-        timestep_graph.recover_timestep_graph({1: torch.zeros(4, 2, dtype=torch.bool)})
+        recover_timestep_graph({1: torch.zeros(4, 2, dtype=torch.bool)})
     with pytest.raises(ValueError, match="n_images"):
-        timestep_graph.recover_timestep_graph(
+        recover_timestep_graph(
             {1: torch.zeros(4, 2, dtype=torch.bool), 2: torch.zeros(5, 2, dtype=torch.bool)}
         )
 

@@ -45,7 +45,8 @@ from sae_causal_plugin.diffusion import (
     hook_denoiser,
     noised_activations,
 )
-from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph import ConceptGraph, recover_timestep_graph
+from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.worlds import diffusion_world as dw
 from sae_causal_plugin.worlds.diffusion_world import timestep_graph as tg
 from sae_causal_plugin.worlds.diffusion_world.steering import ImageLevelSAE, concept_steering
@@ -197,7 +198,7 @@ for i, t in enumerate(TIMESTEPS):
 
 # %%
 firing = {t: tg.image_firing(saes[t], eval_acts[t], tokens_per_image=1) for t in TIMESTEPS}
-latent_graph = tg.recover_timestep_graph(firing)
+latent_graph = recover_timestep_graph(firing)
 concepts_read = dw.detect_concepts(eval_images)
 assignment = tg.match_latents(firing, concepts_read, dw.CONCEPTS)
 score = tg.score_graph(latent_graph, assignment, dw.true_edges())
@@ -250,7 +251,7 @@ display(Image(filename=str(OUT / "recovered_concepts.png")))
 # %%
 concept_latents = {}  # {concept: {timestep: [latent, ...]}} from the naming above
 for node, (concept, _) in assignment.items():
-    t, latent = tg.parse_node(node)
+    t, latent = parse_node(node)
     concept_latents.setdefault(concept, {}).setdefault(t, []).append(latent)
 print("latents per concept:", concept_latents)
 steer_saes = {t: ImageLevelSAE(sae, tokens_per_image=64) for t, sae in saes.items()}  # 8x8 tokens per image

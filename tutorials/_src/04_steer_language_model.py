@@ -35,7 +35,7 @@ from IPython.display import Image, display
 from sae_lens import SAE, HookedSAETransformer
 
 from sae_causal_plugin import HierarchicalBatchTopKTrainingSAEConfig
-from sae_causal_plugin.graph import recover_concept_graph
+from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph
 from sae_causal_plugin.steering.language import LanguageSteering, generate, mean_token_nll, next_token_probs
 from sae_causal_plugin.worlds.language_world import generate_corpus, load_language_world, measure
 from sae_causal_plugin.worlds.language_world import saes as world_saes
@@ -93,7 +93,7 @@ print(f"{sae.cfg.architecture()} SAE at {hook}: {sae.cfg.d_sae} latents, {len(ma
 print({c: latent_of.get(c) for c in taxonomy.categories + taxonomy.subcategories})
 print(f"recovered {graph}; edge precision {scores['edge_precision']:.2f}, recall {scores['edge_recall']:.2f}, "
       f"F1 {scores['edge_f1']:.2f} against the true taxonomy")
-named = world_saes.name_latents(graph, match, taxonomy).subgraph([n for n in graph.concepts if n in match])
+named = name_matched_latents(graph, match, taxonomy.level).subgraph([n for n in graph.concepts if n in match])
 for node in named.concepts:
     named.add_concept(node, label=match[node][0])  # short labels for the picture: the concept's name
 named.draw(OUT / "named_graph.png", title="recovered graph on the latents named after a concept")

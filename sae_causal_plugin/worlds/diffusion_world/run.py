@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 
 from sae_causal_plugin.bench import diffusion_world as bench
-from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph import name_matched_latents
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
     CONCEPT_INDEX,
     CONCEPTS,
@@ -46,7 +46,6 @@ from sae_causal_plugin.worlds.diffusion_world.concepts import (
 from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
 from sae_causal_plugin.worlds.diffusion_world.scenes import render
 from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
-from sae_causal_plugin.worlds.diffusion_world.timestep_graph import parse_node
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
 #: demo settings that differ from the benchmark's :class:`~sae_causal_plugin.bench.diffusion_world.Config`.
@@ -103,24 +102,9 @@ def run_diffusion_world(
         f"presence its firing predicts with F1 >= {cfg.min_f1}.  Steering figures use {cfg.n_samples} "
         f"generations per concept and test (the benchmark uses 32), {cfg.num_inference_steps} DDIM steps."
     )
-    return WorldRun(world="diffusion", learned_graph=named_graph(artefacts["latent_graph"], artefacts["assignment"]),
+    return WorldRun(world="diffusion", learned_graph=name_matched_latents(artefacts["latent_graph"], artefacts["assignment"], LEVELS.__getitem__),
                     true_graph=true_graph(), metrics=metrics, steering_examples=examples,
                     description=description)
-
-
-def named_graph(graph: ConceptGraph, assignment: dict[str, tuple[str, float]]) -> ConceptGraph:
-    """A copy of the latent timestep graph whose matched nodes carry ``label``/``concept``/``match_f1``."""
-    named = ConceptGraph.from_dict(graph.to_dict())
-    named.meta = dict(graph.meta)
-    for node in named.concepts:
-        t, i = parse_node(node)
-        attrs = {**named.concept_attrs(node), "timestep": t, "latent": i}
-        if node in assignment:
-            concept, score = assignment[node]
-            attrs.update(label=f"{concept} (#{node})", concept=concept, match_f1=float(score),
-                         true_level=LEVELS[concept])
-        named.add_concept(node, **attrs)
-    return named
 
 
 def _steering_examples(result: dict[str, Any], artefacts: dict[str, Any], cfg: Any, image_dir: Path,
@@ -231,4 +215,4 @@ def save_grid(images: Float[Tensor, "batch 3 height width"], path: Path, scale: 
     return path
 
 
-__all__ = ["DEFAULTS", "firing_value", "named_graph", "run_diffusion_world", "save_grid"]
+__all__ = ["DEFAULTS", "firing_value", "run_diffusion_world", "save_grid"]

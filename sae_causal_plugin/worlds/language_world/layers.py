@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.layered import node_id
 from sae_causal_plugin.multilevel import make_level_saes, recover_layered_graph, train_level_saes
 from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
 from sae_causal_plugin.worlds.language_world.saes import (
@@ -78,7 +79,7 @@ def score_layered_graph(
     concept_of: dict[str, str] = {}
     for level, (sae, x) in enumerate(zip(saes, xs)):
         match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts, min_score)
-        concept_of.update({f"L{level}:{i}": c for i, (c, _) in match.items()})
+        concept_of.update({node_id(level, i): c for i, (c, _) in match.items()})
     true_edges = set(taxonomy.parent.items())
     judged = [(c, p) for c, p in graph.edges
               if c in concept_of and concept_of[c] != concept_of.get(p)]

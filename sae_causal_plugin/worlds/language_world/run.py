@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sae_causal_plugin.graph import recover_concept_graph
+from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph
 from sae_causal_plugin.steering.language import LanguageSteering, generate
 from sae_causal_plugin.worlds.language_world import measure
 from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
@@ -41,7 +41,6 @@ from sae_causal_plugin.worlds.language_world.saes import (
     default_sae_config,
     latent_firing,
     match_latents_to_concepts,
-    name_latents,
     score_taxonomy_recovery,
     train_layer_sae,
 )
@@ -117,7 +116,7 @@ def run_language_world(
     graph = recover_concept_graph(sae, x)
     match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts)
     scores = score_taxonomy_recovery(graph, match, taxonomy)
-    named = name_latents(graph, match, taxonomy)
+    named = name_matched_latents(graph, match, taxonomy.level)
     latent_of = {concept: latent for latent, (concept, _) in match.items()}
     bar.update()
 

@@ -5,7 +5,7 @@
 * :func:`collect_activations`: activations and per-token concept labels at any hook.
 * :func:`match_latents_to_concepts`: one-to-one latent <-> concept matching by firing agreement.
 * :func:`score_taxonomy_recovery`: edge precision / recall / F1 of a recovered graph against the
-  true taxonomy; :func:`name_latents` labels graph nodes by their matched concepts.
+  true taxonomy (name the matched nodes with :func:`sae_causal_plugin.graph.name_matched_latents`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.matching import firing_f1, one_to_one
 from sae_causal_plugin.worlds.language_world.corpus import Corpus, generate_corpus
 from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
@@ -157,13 +157,6 @@ def latent_firing(sae: Any, x: Tensor, batch_size: int = 8192) -> Bool[Tensor, "
     return torch.cat([sae.encode(chunk) > 0 for chunk in x.split(batch_size)])
 
 
-def firing_f1(fired: Bool[Tensor, "n d_sae"], active: Bool[Tensor, "n c"]) -> Float[Tensor, "d_sae c"]:
-    """F1 (Dice) agreement of each latent's firing with each concept's presence."""
-    f, a = fired.float(), active.float()
-    both = f.T @ a
-    return 2 * both / (f.sum(0)[:, None] + a.sum(0)[None, :]).clamp_min(1.0)
-
-
 def match_latents_to_concepts(
     fired: Bool[Tensor, "n d_sae"], active: Bool[Tensor, "n c"], concepts: list[str],
     min_score: float = DEFAULT_MIN_MATCH,
@@ -172,9 +165,7 @@ def match_latents_to_concepts(
     if fired.shape[0] != active.shape[0] or active.shape[1] != len(concepts):
         raise ValueError(f"fired {tuple(fired.shape)} and active {tuple(active.shape)} do not pair "
                          f"with {len(concepts)} concepts")
-    score = firing_f1(fired, active).numpy().astype(np.float64)
-    rows, cols = linear_sum_assignment(score, maximize=True)
-    return {int(r): (concepts[c], float(score[r, c])) for r, c in zip(rows, cols) if score[r, c] >= min_score}
+    return {r: (concepts[c], f) for r, (c, f) in one_to_one(firing_f1(fired, active), min_score).items()}
 
 
 def score_taxonomy_recovery(
@@ -200,15 +191,3 @@ def score_taxonomy_recovery(
                 n_judged_edges=len(judged), n_recovered_edges=len(graph.edges), n_correct_edges=correct,
                 n_matched_latents=len(match),
                 mean_match_f1=float(np.mean([s for _, s in match.values()])) if match else 0.0)
-
-
-def name_latents(graph: ConceptGraph, match: Mapping[Any, tuple[str, float]], taxonomy: Taxonomy) -> ConceptGraph:
-    """A copy of ``graph`` whose matched nodes carry ``label``/``concept``/``match_f1``/``true_level``."""
-    named = ConceptGraph.from_dict(graph.to_dict())
-    named.meta = dict(graph.meta)
-    for node in named.concepts:
-        if node in match:
-            concept, score = match[node]
-            named.add_concept(node, **{**named.concept_attrs(node), "label": f"{concept} (#{node})", "concept": concept,
-                                       "match_f1": score, "true_level": taxonomy.level(concept)})
-    return named

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from sae_causal_plugin.multilevel import conditional_entropy, conditional_mutual_information, minimal_parent_set
+from sae_causal_plugin.graph.parent_sets import conditional_entropy, conditional_mutual_information, minimal_parent_set
 
 
 def all_assignments(k: int, repeat: int = 1) -> torch.Tensor:
