@@ -41,6 +41,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ._activations import iter_checked_batches
+
 #: Normalisations whose ``decode`` is not affine in the code (per-row state).
 _STATEFUL_NORMS = ("constant_norm_rescale", "layer_norm")
 _FORMAT = "sae-causal-selection-code"
@@ -374,7 +376,6 @@ class SelectionCode:
 
 
 def _rows(activations: Tensor | Iterable[Tensor], d_in: int, max_rows: int) -> Iterator[Tensor]:
-    from .recovery import iter_checked_batches
 
     seen = 0
     for chunk in iter_checked_batches(activations, d_in, 4096):
