@@ -303,18 +303,33 @@ def test_concept_steering_edits_generation_and_checks_input(pipe):
 
 
 # --- benchmark plumbing (fast parts) ---------------------------------------------------------------
-def test_benchmark_helpers_and_bad_arguments():
-    from sae_causal_plugin.bench import diffusion_world as bench
+def test_experiment_helpers():
+    from sae_causal_plugin.worlds.diffusion_world import experiment
 
-    assert bench.true_mean_l0() == pytest.approx(2.125)
-    g = bench.recovered_concept_graph([("chimney", "house"), ("house", "chimney"), ("smoke", "chimney")])
+    assert experiment.true_mean_l0() == pytest.approx(2.125)
+    g = experiment.recovered_concept_graph([("chimney", "house"), ("house", "chimney"), ("smoke", "chimney")])
     assert set(g.edges) == {("chimney", "house"), ("smoke", "chimney")}
-    lat = bench.concept_latents({"t501:3": ("chimney", 0.9), "t501:1": ("chimney", 0.8), "t901:0": ("house", 1.0)})
+    lat = experiment.concept_latents({"t501:3": ("chimney", 0.9), "t501:1": ("chimney", 0.8), "t901:0": ("house", 1.0)})
     assert lat == {"chimney": {501: [1, 3]}, "house": {901: [0]}}
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--timesteps", "500"])
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--n-samples", "0"])
+
+
+def test_bench_options_come_from_the_config(capsys):
+    from sae_causal_plugin.bench import diffusion_world as bench
+    from sae_causal_plugin.worlds.diffusion_world.experiment import DiffusionWorldConfig
+
+    assert bench.parse_args([]) == (DiffusionWorldConfig(), False)
+    cfg, as_json = bench.parse_args(["--seed", "3", "--timesteps", "700", "300", "--tokens", "--k", "2.5",
+                                     "--weights", "w", "--graph", '{"min_support": 4}', "--json"])
+    assert as_json and cfg == DiffusionWorldConfig(seed=3, timesteps=(700, 300), pool=False, k=2.5, weights="w",
+                                                   graph={"min_support": 4})
+    for argv, message in ((["--timesteps", "500"], "--timesteps needs at least 2 values"),
+                          (["--n-samples", "0"], "--n-samples must be positive"),
+                          (["--train-images", "-1"], "--train-images must be positive"),
+                          (["--graph", "[1]"], "--graph must be a JSON object")):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.parse_args(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 def test_diffusion_overhead_wrapper_is_importable():

@@ -1,9 +1,10 @@
 """``run_diffusion_world``: the whole idea on the shipped diffusion-world denoiser, end to end.
 
-Runs the ``diffusion-world`` benchmark (:mod:`sae_causal_plugin.bench.diffusion_world`: one SAE
-per timestep 901 / 501 / 101, the layered child -> parent graph across timesteps, latent ->
-concept matching, edge F1 against the true hierarchy, steering by ablation), then draws two
-steering examples as before / after image grids generated from the same noise:
+Runs the world's experiment (:func:`~sae_causal_plugin.worlds.diffusion_world.experiment.run_experiment`:
+one SAE per timestep 901 / 501 / 101, the layered child -> parent graph across timesteps, latent ->
+concept matching, edge F1 against the true hierarchy, steering by ablation; the ``diffusion-world``
+benchmark prints its figures), then draws two steering examples as before / after image grids
+generated from the same noise:
 
 * ablating the parent concept that the run removes best, together with its descendants in the
   recovered graph;
@@ -17,10 +18,7 @@ benchmark's.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
+import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -31,7 +29,6 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
-from sae_causal_plugin.bench import diffusion_world as bench
 from sae_causal_plugin.graph import name_matched_latents
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
     CONCEPT_INDEX,
@@ -44,18 +41,30 @@ from sae_causal_plugin.worlds.diffusion_world.concepts import (
     true_graph,
 )
 from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
+from sae_causal_plugin.worlds.diffusion_world.experiment import (
+    DiffusionWorldConfig,
+    DiffusionWorldResult,
+    collect_activations,
+    pool_images,
+    run_experiment,
+    scenes_with,
+)
 from sae_causal_plugin.worlds.diffusion_world.scenes import render
 from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
-#: demo settings that differ from the benchmark's :class:`~sae_causal_plugin.bench.diffusion_world.Config`.
+#: demo settings that differ from the experiment's :class:`~.experiment.DiffusionWorldConfig`.
 DEFAULTS: dict[str, Any] = dict(n_samples=16)
 #: images per steering example grid.
 N_SHOW = 6
-#: headline figures copied from the benchmark result as they are.
+#: headline figures copied from the experiment result as they are.
 HEADLINE = ("edge_f1", "steer_success", "off_target_preserved", "ablation_success", "n_samples",
             "seconds", "edge_precision", "edge_recall", "n_latent_edges", "n_unassigned_edges",
             "recovered_concept_edges", "missing_edges", "wrong_edges", "best_f1", "sae")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def run_diffusion_world(
@@ -66,35 +75,32 @@ def run_diffusion_world(
     n_show: int = N_SHOW,
     **options: Any,
 ) -> WorldRun:
-    """Benchmark, named timestep graph and two steering grids; see the module docstring.
+    """Experiment, named timestep graph and two steering grids; see the module docstring.
 
-    ``options`` override the benchmark's ``Config`` fields (e.g. ``train_images``,
+    ``options`` override the fields of :class:`~.experiment.DiffusionWorldConfig` (e.g. ``train_images``,
     ``eval_images``, ``sae_steps``, ``n_samples``) on top of :data:`DEFAULTS`.  The grids are
     written as PNG files to ``out_dir / "steering_grids"`` (a new temporary folder when ``out_dir`` is
-    ``None``).
+    ``None``).  With ``progress`` the experiment's progress lines go to stderr.
     """
-    known = {f.name for f in fields(bench.Config)}
+    known = {f.name for f in fields(DiffusionWorldConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown options {unknown}; pass fields of bench.diffusion_world.Config: {sorted(known)}")
+        raise ValueError(f"unknown options {unknown}; pass fields of DiffusionWorldConfig: {sorted(known)}")
     if not isinstance(n_show, int) or n_show < 1:
         raise ValueError(f"n_show must be a positive int, got {n_show!r}")
-    cfg = bench.Config(**{**DEFAULTS, **options, "seed": seed})
+    cfg = DiffusionWorldConfig(**{**DEFAULTS, **options, "seed": seed})
     image_dir = Path(out_dir) / "steering_grids" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
     image_dir.mkdir(parents=True, exist_ok=True)
 
-    artefacts: dict[str, Any] = {}
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    logging.getLogger("sae_lens").setLevel(logging.ERROR)
-    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
-    with quiet:
-        result = bench.run(cfg, artefacts)
-    examples = _steering_examples(result, artefacts, cfg, image_dir, n_show)
-    metrics = {k: result[k] for k in HEADLINE}
-    metrics["steering_per_concept"] = result["steering"]["per_concept"]
+    log = _stderr if progress else None
+    result = run_experiment(cfg, log)
+    examples = _steering_examples(result, image_dir, n_show, log)
+    figures = result.as_dict()
+    metrics = {k: figures[k] for k in HEADLINE}
+    metrics["steering_per_concept"] = figures["steering"]["per_concept"]
     metrics["ablation_per_concept"] = {c: {k: v for k, v in row.items() if k != "recovered_descendants"}
-                                       for c, row in result["steering"]["ablation"].items()}
-    metrics["config"] = result["config"]
+                                       for c, row in figures["steering"]["ablation"].items()}
+    metrics["config"] = figures["config"]
     description = (
         f"Diffusion toy world (16x16 scenes, 8 concepts), seed {seed}: one SAE per denoising timestep "
         f"{list(cfg.timesteps)} on {cfg.train_images} training scenes ({cfg.sae_steps} SAE steps), graph "
@@ -102,72 +108,71 @@ def run_diffusion_world(
         f"presence its firing predicts with F1 >= {cfg.min_f1}.  Steering figures use {cfg.n_samples} "
         f"generations per concept and test (the benchmark uses 32), {cfg.num_inference_steps} DDIM steps."
     )
-    return WorldRun(world="diffusion", learned_graph=name_matched_latents(artefacts["latent_graph"], artefacts["assignment"], LEVELS.__getitem__),
-                    true_graph=true_graph(), metrics=metrics, steering_examples=examples,
-                    description=description)
+    learned = name_matched_latents(result.latent_graph, result.assignment, LEVELS.__getitem__)
+    return WorldRun(world="diffusion", learned_graph=learned, true_graph=true_graph(), metrics=metrics,
+                    steering_examples=examples, description=description)
 
 
-def _steering_examples(result: dict[str, Any], artefacts: dict[str, Any], cfg: Any, image_dir: Path,
-                       n_show: int) -> list[SteeringExample]:
+def _steering_examples(result: DiffusionWorldResult, image_dir: Path, n_show: int,
+                       log: Any = None) -> list[SteeringExample]:
     """Ablate the best-removed parent with its descendants; add the best-matched part / detail."""
-    steer, latents = result["steering"], artefacts["latents"]
+    steer, latents = result.steering, result.latents
     parents = sorted((c for c in CONCEPTS if children(c)), key=lambda c: -steer["ablation"][c]["ablation_success"])
     examples = []
     for concept in parents:
         try:
-            examples.append(_ablation_example(concept, artefacts, cfg, image_dir, n_show))
+            examples.append(_ablation_example(concept, result, image_dir, n_show))
             break
         except ValueError as err:  # neither the concept nor its recovered descendants have a latent
-            bench._log(f"  no ablation example for {concept}: {err}")
-    f1 = {c: [f for c2, f in artefacts["assignment"].values() if c2 == c] for c in CONCEPTS}
+            if log is not None:
+                log(f"  no ablation example for {concept}: {err}")
+    f1 = {c: [f for c2, f in result.assignment.values() if c2 == c] for c in CONCEPTS}
     addable = [c for c in CONCEPTS if LEVELS[c] > 0 and any(latents.get(c, {}).values())]
     if addable:
         best = max(addable, key=lambda c: sum(f1[c]) / len(f1[c]))
-        examples.append(_addition_example(best, artefacts, cfg, image_dir, n_show))
+        examples.append(_addition_example(best, result, image_dir, n_show))
     return examples
 
 
-def _ablation_example(concept: str, artefacts: dict[str, Any], cfg: Any, image_dir: Path,
-                      n_show: int) -> SteeringExample:
+def _ablation_example(concept: str, result: DiffusionWorldResult, image_dir: Path, n_show: int) -> SteeringExample:
     """Ablate ``concept`` with its recovered descendants on scenes that hold all of them."""
-    graph = artefacts["concept_graph"]
-    gen = torch.Generator().manual_seed(cfg.seed + 11)
-    labels = bench._scenes_with(concept, True, n_show, gen)
+    graph = result.concept_graph
+    gen = torch.Generator().manual_seed(result.config.seed + 11)
+    labels = scenes_with(concept, True, n_show, gen)
     descendants = sorted(graph.descendants(concept))
     what = f"{concept} with its recovered descendants {descendants}"
-    return _example(f"ablate {what}", f"ablate_{concept}_with_descendants", concept, False, labels, artefacts,
-                    cfg, image_dir, dict(mode="ablate", include_descendants=True, concept_graph=graph),
+    return _example(f"ablate {what}", f"ablate_{concept}_with_descendants", concept, False, labels, result,
+                    image_dir, dict(mode="ablate", include_descendants=True, concept_graph=graph),
                     f"Ablating {what} in every timestep's SAE")
 
 
-def _addition_example(concept: str, artefacts: dict[str, Any], cfg: Any, image_dir: Path,
-                      n_show: int) -> SteeringExample:
+def _addition_example(concept: str, result: DiffusionWorldResult, image_dir: Path, n_show: int) -> SteeringExample:
     """Clamp ``concept``'s latents to their mean firing value on scenes with its parent but without it."""
-    gen = torch.Generator().manual_seed(cfg.seed + 12)
+    gen = torch.Generator().manual_seed(result.config.seed + 12)
     classes = all_classes()
     pool = classes[classes[:, CONCEPT_INDEX[PARENT[concept]]] & ~classes[:, CONCEPT_INDEX[concept]]]
     labels = pool[torch.randint(0, pool.shape[0], (n_show,), generator=gen)]
-    value = firing_value(concept, artefacts, cfg.seed)
-    return _example(f"add {concept}", f"add_{concept}", concept, True, labels, artefacts, cfg, image_dir,
+    value = firing_value(concept, result, result.config.seed)
+    return _example(f"add {concept}", f"add_{concept}", concept, True, labels, result, image_dir,
                     dict(mode="clamp", value=value),
                     f"Clamping {concept}'s latents to {value:.2f} (their mean value where they fire on scenes "
                     f"with {concept}) in every timestep's SAE, on scenes with {PARENT[concept]} but no {concept}")
 
 
 @torch.no_grad()
-def firing_value(concept: str, artefacts: dict[str, Any], seed: int, n_scenes: int = 64) -> float:
+def firing_value(concept: str, result: DiffusionWorldResult, seed: int, n_scenes: int = 64) -> float:
     """Mean value of ``concept``'s latents where they fire, on rendered scenes holding ``concept``."""
-    pipe, saes, latents, hook = artefacts["pipe"], artefacts["saes"], artefacts["latents"], artefacts["hook"]
+    pipe, saes, latents, hook = result.pipe, result.saes, result.latents, result.hook
     gen = torch.Generator().manual_seed(seed + 13)
-    labels = bench._scenes_with(concept, False, n_scenes // 2, gen)
+    labels = scenes_with(concept, False, n_scenes // 2, gen)
     if children(concept):
-        labels = torch.cat([labels, bench._scenes_with(concept, True, n_scenes - labels.shape[0], gen)])
+        labels = torch.cat([labels, scenes_with(concept, True, n_scenes - labels.shape[0], gen)])
     images = render(labels, generator=gen)
     timesteps = tuple(sorted(latents[concept]))
-    acts = bench.collect_activations(pipe, images, labels, timesteps, seed + 14, hook)
+    acts = collect_activations(pipe, images, labels, timesteps, seed + 14, hook)
     values = []
     for t in timesteps:
-        code = saes[t].encode(bench.pool_images(acts[t], labels.shape[0]))[:, latents[concept][t]]
+        code = saes[t].encode(pool_images(acts[t], labels.shape[0]))[:, latents[concept][t]]
         values.append(code[code > 0])
     fired = torch.cat(values)
     if fired.numel() == 0:
@@ -176,15 +181,15 @@ def firing_value(concept: str, artefacts: dict[str, Any], seed: int, n_scenes: i
 
 
 @torch.no_grad()
-def _example(title: str, stem: str, concept: str, wanted: bool, labels: Tensor, artefacts: dict[str, Any],
-             cfg: Any, image_dir: Path, steering: dict[str, Any], what: str) -> SteeringExample:
+def _example(title: str, stem: str, concept: str, wanted: bool, labels: Tensor, result: DiffusionWorldResult,
+             image_dir: Path, steering: dict[str, Any], what: str) -> SteeringExample:
     """Generate ``labels`` from the same noise without and with the steering; before / after grids."""
-    pipe = artefacts["pipe"]
-    noise = torch.randn(labels.shape[0], 3, 16, 16, generator=torch.Generator().manual_seed(cfg.seed + 15))
-    before = pipe(labels, num_inference_steps=cfg.num_inference_steps, latents=noise)
-    with concept_steering(pipe, artefacts["steer_saes"], artefacts["latents"], concept, hook=artefacts["hook"],
-                          num_inference_steps=cfg.num_inference_steps, **steering):
-        after = pipe(labels, num_inference_steps=cfg.num_inference_steps, latents=noise)
+    pipe, steps = result.pipe, result.config.num_inference_steps
+    noise = torch.randn(labels.shape[0], 3, 16, 16, generator=torch.Generator().manual_seed(result.config.seed + 15))
+    before = pipe(labels, num_inference_steps=steps, latents=noise)
+    with concept_steering(pipe, result.steer_saes, result.latents, concept, hook=result.hook,
+                          num_inference_steps=steps, **steering):
+        after = pipe(labels, num_inference_steps=steps, latents=noise)
     paths = [image_dir / f"{stem}_{side}.png" for side in ("before", "after")]
     for images, path in zip((before, after), paths):
         save_grid(images, path)

@@ -1,0 +1,136 @@
+"""Command lines built from config dataclasses: one field, one option.
+
+:func:`add_dataclass_options` adds an option per field of a config dataclass; its help is the
+field's docstring (the string literal right under the field) or ``field(metadata={"help": ...})``.
+:func:`config_from_args` builds the config back from the parsed namespace and refuses values the
+field's metadata rules out, as a usage error (exit status 2).
+
+Field types: ``bool`` (a flag that flips the default: ``--name`` when the default is ``False``,
+``--no-name`` when it is ``True``), ``int``, ``float``, ``str``, ``X | None`` (the option's default
+is ``None``), ``tuple[X, ...]`` (one or more values; zero or more when the default is empty),
+``Literal[...]`` (choices) and ``dict`` (a JSON object).  Field metadata:
+
+* ``help``: help text (wins over the docstring);
+* ``option``: the option's name (or a list of names; the first is shown), instead of ``--field-name``;
+* ``positive``: the value (each value of a tuple) must be > 0;
+* ``min_items``: a tuple needs at least this many values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import types
+import typing
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` from the string literals written right under a dataclass's fields."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"only X | None unions are supported, got {tp}")
+        return rest[0]
+    return tp
+
+
+def _option_names(f: dataclasses.Field, tp: Any) -> list[str]:
+    names = f.metadata.get("option")
+    if names:
+        return [names] if isinstance(names, str) else list(names)
+    name = f.name.replace("_", "-")
+    if tp is bool and f.default is True:
+        return [f"--no-{name}"]
+    return [f"--{name}"]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"field {f.name!r} needs a default to become an option")
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: Any = None) -> None:
+    """One option per field of the dataclass ``cls`` (defaults from ``defaults``, an instance, if given)."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
+        tp = _unwrap_optional(hints[f.name])
+        help_text = f.metadata.get("help", docs.get(f.name, ""))
+        if default is not None and tp is not bool and default not in ((), {}):
+            shown = list(default) if isinstance(default, tuple) else default
+            help_text = f"{help_text} (default {shown})".strip()
+        kw: dict[str, Any] = dict(dest=f.name, help=help_text.replace("%", "%%"))
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kw.update(action="store_false" if default else "store_true", default=default)
+        elif origin is tuple:
+            item = typing.get_args(tp)[0]
+            kw.update(type=item, nargs="+" if default else "*", default=default)
+            if typing.get_origin(item) is typing.Literal:
+                kw.update(type=type(typing.get_args(item)[0]), choices=typing.get_args(item))
+        elif origin is typing.Literal:
+            choices = typing.get_args(tp)
+            kw.update(type=type(choices[0]), choices=choices, default=default)
+        elif tp is dict or origin is dict:
+            kw.update(type=json.loads, default=default, metavar="JSON")
+        elif tp in (int, float, str):
+            kw.update(type=tp, default=default)
+        else:
+            raise TypeError(f"field {f.name!r}: type {tp} has no command-line form")
+        parser.add_argument(*_option_names(f, tp), **kw)
+
+
+def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, cls: type[C],
+                     **overrides: Any) -> C:
+    """The ``cls`` instance the parsed ``args`` describe; a value the metadata rules out is a usage error."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f.name)
+        option = _option_names(f, _unwrap_optional(hints[f.name]))[0]
+        if isinstance(value, list):
+            value = tuple(value)
+        if value is not None:
+            items = value if isinstance(value, tuple) else (value,)
+            if f.metadata.get("positive") and any(v <= 0 for v in items):
+                parser.error(f"{option} must be positive")
+            if len(items) < f.metadata.get("min_items", 0):
+                parser.error(f"{option} needs at least {f.metadata['min_items']} values")
+            if isinstance(_default(f), dict) and not isinstance(value, dict):
+                parser.error(f"{option} must be a JSON object")
+        values[f.name] = value
+    values.update(overrides)
+    try:
+        return cls(**values)
+    except ValueError as err:  # a rule between fields (``__post_init__``)
+        parser.error(str(err))
