@@ -12,6 +12,7 @@ is ``None``), ``tuple[X, ...]`` (one or more values; zero or more when the defau
 
 * ``help``: help text (wins over the docstring);
 * ``option``: the option's name (or a list of names; the first is shown), instead of ``--field-name``;
+* ``metavar``: the value's name in the help;
 * ``positive``: the value (each value of a tuple) must be > 0;
 * ``min_items``: a tuple needs at least this many values.
 """
@@ -107,6 +108,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: 
             kw.update(type=tp, default=default)
         else:
             raise TypeError(f"field {f.name!r}: type {tp} has no command-line form")
+        if "metavar" in f.metadata:
+            kw["metavar"] = f.metadata["metavar"]
         parser.add_argument(*_option_names(f, tp), **kw)
 
 

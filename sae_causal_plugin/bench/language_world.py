@@ -1,7 +1,9 @@
 """``python -m sae_causal_plugin.bench language-world``: the language world's headline figures.
 
 Runs :func:`~sae_causal_plugin.worlds.language_world.run_language_world` (SAE through SAELens,
-concept graph, steering) and prints its figures; with ``--json`` the last line is one JSON object
+concept graph, steering; every option but ``--seed``, ``--json``, ``--out`` and ``--no-progress`` is a
+field of :class:`~sae_causal_plugin.worlds.language_world.experiment.LanguageWorldConfig`) and prints
+its figures; with ``--json`` the last line is one JSON object
 with the keys ``edge_f1``, ``steer_mass_ratio``, ``ppl_increase``, ``ablation_mass_fraction``,
 ``seconds`` (and per-concept details).  Targets: edge F1 >= 0.85, mass ratio >= 5 with perplexity
 +<= 10 %, ablation fraction < 0.10.
@@ -13,40 +15,27 @@ import argparse
 import json
 from pathlib import Path
 
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.worlds.language_world import run_language_world
+from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConfig
 
-def main(argv: list[str] | None = None) -> None:
-    from sae_causal_plugin.worlds.language_world.run import DEFAULTS
 
+def parse_args(argv: list[str] | None) -> tuple[LanguageWorldConfig, argparse.Namespace]:
+    """The run's config and the bench's own options (``seed``, ``json``, ``out``, ``no_progress``)."""
     parser = argparse.ArgumentParser(prog="python -m sae_causal_plugin.bench language-world", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed of the SAE training and the text draws")
+    add_dataclass_options(parser, LanguageWorldConfig)
     parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
     parser.add_argument("--out", type=Path, default=None, help="also save the trained SAE under this folder")
-    parser.add_argument("--steer-scale", type=float, default=None,
-                        help=f"steering value in units of the latent's mean firing activation (default {DEFAULTS['steer_scale']})")
-    parser.add_argument("--training-tokens", type=int, default=None, help=f"SAE training tokens (default {DEFAULTS['training_tokens']})")
-    parser.add_argument("--hook", default=None, help=f"hook the SAE reads (default {DEFAULTS['hook_name']})")
-    parser.add_argument("--k", type=int, default=None, help=f"BatchTopK k of the SAE (default {DEFAULTS['k']})")
-    parser.add_argument("--read", choices=("nouns", "slots"), default=None,
-                        help="which tokens the SAE reads: the entity nouns or the entity slots (`the`, subcategory "
-                             f"cues), labelled by what the text named last (default {DEFAULTS['read']})")
-    parser.add_argument("--steer-positions", choices=("all", "nouns", "slots"), default=None,
-                        help="where steering and ablation act: every position, the entity nouns or the entity slots "
-                             f"(default {DEFAULTS['steer_positions']})")
-    parser.add_argument("--sweep", type=float, nargs="*", default=None, metavar="SCALE",
-                        help="also measure the steering figures at these scales (a trade-off table)")
-    parser.add_argument("--no-layers", action="store_true", help="skip the levels = layers SAEs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
-    from sae_causal_plugin.worlds.language_world import run_language_world
+    return config_from_args(parser, args, LanguageWorldConfig), args
 
-    options = {k: v for k, v in (("steer_scale", args.steer_scale), ("training_tokens", args.training_tokens),
-                                 ("steer_positions", args.steer_positions), ("steer_sweep", args.sweep),
-                                 ("read", args.read), ("hook_name", args.hook), ("k", args.k))
-               if v is not None}
-    if args.no_layers:
-        options["layers"] = False
-    run = run_language_world(args.seed, out_dir=args.out, progress=not args.no_progress, **options)
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = parse_args(argv)
+    run = run_language_world(args.seed, config=config, out_dir=args.out, progress=not args.no_progress)
     m = run.metrics
     print(f"edge F1 {m['edge_f1']:.3f} (precision {m['edge_precision']:.3f}, recall {m['edge_recall']:.3f}; "
           f"target >= 0.85)")

@@ -10,6 +10,8 @@ rule-based concept detectors, and a concept graph across denoising timesteps.
   block's cross-attention only), its DDIM pipeline and the shipped weights
   (:func:`load_pretrained`).
 * :mod:`.train`: how the shipped weights were trained (``scripts/train_diffusion_world.py``).
+* :mod:`.experiment`: the whole experiment, :func:`run_experiment` (a :class:`DiffusionWorldConfig` in,
+  a :class:`DiffusionWorldResult` out; the ``diffusion-world`` bench prints its figures).
 * :mod:`.timestep_graph`: per-image co-firing of per-timestep SAE latents, the layered
   child -> parent graph across timesteps and its edge F1 against the true hierarchy.
 
@@ -48,6 +50,11 @@ from sae_causal_plugin.worlds.diffusion_world.concepts import (
 )
 from sae_causal_plugin.worlds.diffusion_world.concepts import names as concept_names
 from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
+from sae_causal_plugin.worlds.diffusion_world.experiment import (
+    DiffusionWorldConfig,
+    DiffusionWorldResult,
+    run_experiment,
+)
 from sae_causal_plugin.worlds.diffusion_world.model import (
     HOOK,
     ConceptEmbedding,
@@ -72,7 +79,9 @@ __all__ = [
     "ConceptEmbedding",
     "DEFAULT_STRENGTH",
     "DESCRIPTION",
+    "DiffusionWorldConfig",
     "DiffusionWorldPipeline",
+    "DiffusionWorldResult",
     "HOOK",
     "LEVELS",
     "N_CLASSES",
@@ -98,6 +107,7 @@ __all__ = [
     "load_pretrained",
     "render",
     "run_diffusion_world",
+    "run_experiment",
     "sample_labels",
     "sample_scenes",
     "sample_strengths",

@@ -4,6 +4,7 @@
 * :mod:`.corpus`: the text generator with per-token concept labels.
 * :mod:`.model`: the shipped ``HookedTransformer`` (:func:`load_language_world`) and its trainer.
 * :mod:`.saes`: SAEs through SAELens's runner, latent <-> concept matching, graph scoring.
+* :mod:`.experiment`: :class:`LanguageWorldConfig`, every setting of the run and its defaults.
 * :mod:`.measure` / :mod:`.run`: steering figures and :func:`run_language_world` (the demo's run).
 """
 
@@ -15,6 +16,7 @@ from sae_causal_plugin.worlds.language_world.corpus import (
     generate_corpus,
     make_sentence,
 )
+from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConfig
 from sae_causal_plugin.worlds.language_world.model import (
     MODEL_CONFIG,
     LanguageWorld,
@@ -34,6 +36,7 @@ __all__ = [
     "Corpus",
     "DEFAULT_TAXONOMY",
     "LanguageWorld",
+    "LanguageWorldConfig",
     "MODEL_CONFIG",
     "Taxonomy",
     "build_model",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph
 from sae_causal_plugin.steering.language import LanguageSteering, generate
 from sae_causal_plugin.worlds.language_world import measure
 from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
+from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConfig
 from sae_causal_plugin.worlds.language_world.model import load_language_world
 from sae_causal_plugin.worlds.language_world.saes import (
     collect_activations,
-    default_sae_config,
     latent_firing,
     match_latents_to_concepts,
     score_taxonomy_recovery,
@@ -52,48 +53,26 @@ READ_DESCRIPTION = {
     "slots": "the entity slots ('the' and subcategory cue words, where an item can come next)",
 }
 
-#: documented defaults of :func:`run_language_world`.  The slot configuration (the SAE reads
-#: the entity slots at ``blocks.1.hook_resid_mid``, k 4; steering and ablation act at the slots;
-#: steering value 1.1 x the latent's mean activation) is the default because it reaches the
-#: steering target on seeds 0-2 and halves the ablation fraction against the noun configuration
-#: (``read="nouns"``, ``hook_name="blocks.0.hook_resid_post"``, ``k=3``, ``steer_scale=2.0``,
-#: ``steer_positions="all"``), at a lower edge F1 on seeds 1 and 2; both are measured in
-#: ``benchmarks/results/language_world.md``.
-DEFAULTS: dict[str, Any] = dict(
-    hook_name="blocks.1.hook_resid_mid",
-    read="slots",
-    training_tokens=300_000,
-    batch_size_tokens=256,
-    d_sae=48,
-    k=4,
-    nested_coefficient=3.0,
-    level_widths=[4, 12],
-    n_eval_documents=1024,
-    steer_scale=1.1,
-    steer_positions="slots",
-    steer_sweep=(),
-    layers=True,
-    example_prompt="the tasty sweet apple eaten juicy crisp . the",
-    example_target="vehicle",
-)
-
-
 def run_language_world(
     seed: int = 0,
     *,
+    config: LanguageWorldConfig | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
     **options: Any,
 ) -> WorldRun:
     """Train, recover, score and steer on the language world; see the module docstring.
 
-    ``options`` override :data:`DEFAULTS`.  With ``out_dir`` the SAE is saved under
-    ``out_dir / "saes" / "layer_sae"`` (a stock SAELens directory plus ``hierarchy.json``).
+    ``options`` override fields of ``config`` (default :class:`~.experiment.LanguageWorldConfig`).
+    With ``out_dir`` the SAE is saved under ``out_dir / "saes" / "layer_sae"`` (a stock SAELens
+    directory plus ``hierarchy.json``).
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
+    known = sorted(f.name for f in fields(LanguageWorldConfig))
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"unknown options {unknown}; known: {sorted(DEFAULTS)}")
-    opt = {**DEFAULTS, **options}
+        raise ValueError(f"unknown options {unknown}; known: {known}")
+    cfg = replace(config or LanguageWorldConfig(), **options)
+    opt = asdict(cfg)
     start = time.perf_counter()
     bar = tqdm(total=6, desc="language world", disable=not progress)
     torch.manual_seed(seed)
@@ -103,8 +82,7 @@ def run_language_world(
 
     bar.set_postfix_str("training the SAE through SAELens")
     sae_dir = Path(out_dir) / "saes" / "layer_sae" if out_dir is not None else None
-    sae_config = default_sae_config(int(model.cfg.d_model), d_sae=opt["d_sae"], k=opt["k"],
-                                    nested_coefficient=opt["nested_coefficient"], level_widths=opt["level_widths"])
+    sae_config = cfg.sae_config(int(model.cfg.d_model))
     sae, saved = train_layer_sae(model, hook_name=hook, seed=seed, training_tokens=opt["training_tokens"],
                                  batch_size_tokens=opt["batch_size_tokens"], sae_config=sae_config, out_dir=sae_dir,
                                  words=opt["read"])
@@ -208,7 +186,7 @@ def run_language_world(
         "A tiny HookedTransformer (2 layers, d_model 64) trained by the project on a synthetic language "
         f"with a known taxonomy ({len(taxonomy.categories)} categories, {len(taxonomy.subcategories)} "
         f"subcategories, {len(taxonomy.items)} items). A hierarchical BatchTopK SAE (nested coarse-to-fine "
-        f"term, widths {opt['level_widths']}) reads {READ_DESCRIPTION[opt['read']]} at {hook} and is "
+        f"term, widths {list(cfg.level_widths)}) reads {READ_DESCRIPTION[opt['read']]} at {hook} and is "
         "trained through SAELens's LanguageModelSAETrainingRunner; the concept graph comes from its latents' "
         "co-firing on fresh text; latents are named by the true concept whose presence their firing "
         "matches best (Hungarian matching on firing F1)."
@@ -269,4 +247,4 @@ def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExampl
     )]
 
 
-__all__ = ["DEFAULTS", "run_language_world"]
+__all__ = ["run_language_world"]

@@ -23,6 +23,7 @@ from torch import Tensor
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.graph.matching import firing_f1, one_to_one
 from sae_causal_plugin.worlds.language_world.corpus import Corpus, generate_corpus
+from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConfig
 from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
@@ -38,13 +39,8 @@ def corpus_dataset(tokens: Tensor) -> Any:
 
 
 def default_sae_config(d_in: int, **overrides: Any) -> Any:
-    """The hierarchical BatchTopK config used for the language world (``overrides`` win)."""
-    from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAEConfig
-
-    kwargs: dict[str, Any] = dict(d_in=d_in, d_sae=48, k=3, nested_coefficient=3.0, level_widths=[4, 12],
-                                  hierarchy_update_every=0)
-    kwargs.update(overrides)
-    return HierarchicalBatchTopKTrainingSAEConfig(**kwargs)
+    """The language world's SAE config, :meth:`.experiment.LanguageWorldConfig.sae_config` (``overrides`` win)."""
+    return LanguageWorldConfig().sae_config(d_in, **overrides)
 
 
 def train_layer_sae(
