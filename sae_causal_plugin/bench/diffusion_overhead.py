@@ -34,11 +34,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 from sae_causal_plugin.diffusion import hook_denoiser
 
 BATCH_SIZE = 4
@@ -153,34 +155,41 @@ def bench_one(
     }
 
 
+@dataclass
+class OverheadConfig:
+    """The command line's options (``--json`` aside)."""
+
+    repeats: int = field(default=30, metadata={"positive": True})
+    """timed forwards per model and way"""
+    seed: int = 0
+    """seed of the models' weights and inputs"""
+    threads: int = 1
+    """torch CPU threads (1 = least noise; 0 leaves them)"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns (and with ``--json`` prints last) the result object."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1 = least noise)"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object on the last line"
-    )
+    add_dataclass_options(parser, OverheadConfig)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args(argv)
+    cfg = config_from_args(parser, args, OverheadConfig)
     threads_before = torch.get_num_threads()
     try:
         with torch.random.fork_rng(devices=[]):
-            if args.threads > 0:
-                torch.set_num_threads(args.threads)
-            return _run(args)
+            if cfg.threads > 0:
+                torch.set_num_threads(cfg.threads)
+            return _run(cfg, args.json)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.manual_seed(args.seed)
+def _run(cfg: OverheadConfig, as_json: bool) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
     result: dict[str, Any] = {"ratio": {}, "nnsight_ratio": {}, "median_ms": {}, "identical": True}
-    for model, kwargs in _models(args.seed):
+    for model, kwargs in _models(cfg.seed):
         name = type(model).__name__
-        res = bench_one(model, kwargs, args.repeats)
+        res = bench_one(model, kwargs, cfg.repeats)
         nn_ratio = res["nnsight_ratio"]
         result["ratio"][name] = round(res["ratio"], 4)
         result["nnsight_ratio"][name] = None if nn_ratio is None else round(nn_ratio, 4)
@@ -190,12 +199,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             f"{name:24s} raw {res['median_ms']['raw']:8.2f} ms  hooked/raw {res['ratio']:.4f}  "
             f"nnsight/raw {nn_ratio if nn_ratio is None else round(nn_ratio, 4)}  "
             f"identical {res['identical']}",
-            file=sys.stderr if args.json else sys.stdout,
+            file=sys.stderr if as_json else sys.stdout,
         )
-    result["repeats"] = args.repeats
-    result["seed"] = args.seed
+    result["repeats"] = cfg.repeats
+    result["seed"] = cfg.seed
     result["threads"] = torch.get_num_threads()
-    if args.json:
+    if as_json:
         print(json.dumps(result))
     return result
 

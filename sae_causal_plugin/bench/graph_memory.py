@@ -53,6 +53,8 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
@@ -64,6 +66,7 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 from sae_causal_plugin.graph import recover_concept_graph, true_hierarchy_graph
 
 
@@ -224,60 +227,80 @@ def score_identity(graph, model: SyntheticModel, min_support: int) -> dict[str, 
     }
 
 
+@dataclass
+class GraphMemoryConfig:
+    """The command line's options (``--json`` aside)."""
+
+    n: int = field(default=1_000_000, metadata={"positive": True})
+    """number of activations"""
+    d_sae: int = field(default=65536, metadata={"positive": True})
+    """SAE width (= synthetic features)"""
+    k: int = field(default=64, metadata={"positive": True})
+    """TopK k of the SAE"""
+    d_in: int = field(default=256, metadata={"positive": True})
+    """activation width"""
+    batch_size: int = field(default=4096, metadata={"positive": True})
+    """rows per statistics update"""
+    chunk: int = field(default=1024, metadata={"positive": True})
+    """rows per streamed activation batch"""
+    sampler: Literal["poisson", "saelens"] = "poisson"
+    """how the hierarchy's firings are drawn"""
+    prune: bool = field(default=True, metadata={"help": "exact counts (memory unbounded)"})
+    """prune rare co-firing pairs (bounded memory)"""
+    min_activation: float = 0.0
+    """fire threshold on codes"""
+    log_every: int = 0
+    """log memory every N rows (stderr)"""
+    seed: int = 0
+    """seed of the synthetic model, the SAE and the draws"""
+    progress: bool = False
+    """show a progress bar"""
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the benchmark; prints every figure and returns them (``--json`` also writes them)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="number of activations")
-    ap.add_argument("--d-sae", type=int, default=65536)
-    ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--d-in", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=4096, help="rows per statistics update")
-    ap.add_argument("--chunk", type=int, default=1024, help="rows per streamed activation batch")
-    ap.add_argument("--sampler", choices=["poisson", "saelens"], default="poisson")
-    ap.add_argument("--no-prune", action="store_true", help="exact counts (memory unbounded)")
-    ap.add_argument("--min-activation", type=float, default=0.0, help="fire threshold on codes")
-    ap.add_argument("--log-every", type=int, default=0, help="log memory every N rows (stderr)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--progress", action="store_true")
+    add_dataclass_options(ap, GraphMemoryConfig)
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    cfg = config_from_args(ap, args, GraphMemoryConfig)
     sae_lens_logger = logging.getLogger("sae_lens")
     level_before = sae_lens_logger.level
     try:
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             warnings.filterwarnings("ignore", message="Sparse invariant checks")
             sae_lens_logger.setLevel(logging.ERROR)
-            return _run(args)
+            return _run(cfg, args.json)
     finally:
         sae_lens_logger.setLevel(level_before)
 
 
-def _run(args: argparse.Namespace) -> dict[str, float]:
-    torch.manual_seed(args.seed)
-    model, sae = build(args.d_sae, args.d_in, args.k, args.seed)
+def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:
+    torch.manual_seed(cfg.seed)
+    model, sae = build(cfg.d_sae, cfg.d_in, cfg.k, cfg.seed)
     baseline = rss_high_water_bytes()
     t0 = time.perf_counter()
     graph, stats = recover_concept_graph(
         sae,
-        stream(model, args.n, args.chunk, args.sampler, args.seed, args.log_every),
-        batch_size=args.batch_size,
-        prune=not args.no_prune,
-        min_activation=args.min_activation,
-        show_progress=args.progress,
+        stream(model, cfg.n, cfg.chunk, cfg.sampler, cfg.seed, cfg.log_every),
+        batch_size=cfg.batch_size,
+        prune=cfg.prune,
+        min_activation=cfg.min_activation,
+        show_progress=cfg.progress,
         return_stats=True,
     )
     wall = time.perf_counter() - t0
     peak = rss_high_water_bytes()
     gib = 2**30
     res: dict[str, float] = {
-        "n": args.n,
-        "d_sae": args.d_sae,
-        "k": args.k,
-        "d_in": args.d_in,
-        "batch_size": args.batch_size,
-        "sampler": args.sampler,
+        "n": cfg.n,
+        "d_sae": cfg.d_sae,
+        "k": cfg.k,
+        "d_in": cfg.d_in,
+        "batch_size": cfg.batch_size,
+        "sampler": cfg.sampler,
         "prune_eps": stats.prune_eps,
-        "min_activation": args.min_activation,
+        "min_activation": cfg.min_activation,
         "peak_rss_gib": peak / gib,
         "baseline_rss_gib": baseline / gib,
         "peak_minus_baseline_gib": (peak - baseline) / gib,
@@ -285,7 +308,7 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
         "stats_bytes_gib": stats.memory_bytes() / gib,
         "mean_l0": float(stats.firing_counts.sum()) / max(stats.n_samples, 1),
         "wall_s": wall,
-        "rows_per_s": args.n / wall,
+        "rows_per_s": cfg.n / wall,
         "n_nodes": len(graph),
         "n_edges": len(graph.edges),
         "n_candidate_edges": graph.meta["n_candidate_edges"],
@@ -294,8 +317,8 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     res.update(score_identity(graph, model, graph.meta["min_support"]))
     for key, val in res.items():
         print(f"{key:>26}: {val:.4g}" if isinstance(val, float) else f"{key:>26}: {val}")
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(res, f, indent=2)
     return res
 

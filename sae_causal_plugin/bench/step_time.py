@@ -11,12 +11,37 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from sae_lens.saes.sae import TrainStepInput
 
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+
 PAIRS = ("batchtopk", "topk", "jumprelu")
+
+
+@dataclass
+class StepTimeConfig:
+    """The command line's options (``--json`` aside)."""
+
+    d_in: int = 64
+    """input width"""
+    width: int = 256
+    """d_sae of both SAEs"""
+    k: int = 7
+    """L0 (k) of both SAEs"""
+    batch: int = 1024
+    """rows per training step"""
+    steps: int = 200
+    """timed steps per SAE"""
+    warmup: int = 20
+    """untimed steps first"""
+    seed: int = 0
+    """seed of the SAEs and the batches"""
+    archs: tuple[Literal["batchtopk", "topk", "jumprelu"], ...] = PAIRS
+    """architectures to time"""
 
 
 def build_pair(name: str, d_in: int, d_sae: int, k: int):
@@ -81,22 +106,16 @@ def measure(name: str, d_in: int, d_sae: int, k: int, batch: int, steps: int, wa
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(prog="sae_causal_plugin.bench step-time", description=__doc__)
-    p.add_argument("--d-in", type=int, default=64)
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--k", type=int, default=7)
-    p.add_argument("--batch", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--archs", nargs="+", default=list(PAIRS), choices=PAIRS)
-    p.add_argument("--json", action="store_true")
+    add_dataclass_options(p, StepTimeConfig)
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
-    rows = [measure(n, a.d_in, a.width, a.k, a.batch, a.steps, a.warmup, a.seed) for n in a.archs]
+    c = config_from_args(p, a, StepTimeConfig)
+    rows = [measure(n, c.d_in, c.width, c.k, c.batch, c.steps, c.warmup, c.seed) for n in c.archs]
     for r in rows:
         print(f"{r['arch']:10s} base {r['base_ms']:.2f} ms  hierarchical {r['hierarchical_ms']:.2f} ms"
               f"  ratio {r['ratio']:.3f}")
     if a.json:
-        print(json.dumps({"config": vars(a), "results": rows}))
+        print(json.dumps({"config": {**vars(a), "archs": list(c.archs)}, "results": rows}))
     return rows
 
 
