@@ -7,7 +7,8 @@ field's metadata rules out, as a usage error (exit status 2).
 
 Field types: ``bool`` (a flag that flips the default: ``--name`` when the default is ``False``,
 ``--no-name`` when it is ``True``), ``int``, ``float``, ``str``, ``X | None`` (the option's default
-is ``None``), ``tuple[X, ...]`` (one or more values; zero or more when the default is empty),
+is ``None``), ``tuple[X, ...]`` and ``list[X]`` (one or more values; zero or more when the default is
+empty),
 ``Literal[...]`` (choices) and ``dict`` (a JSON object).  Field metadata:
 
 * ``help``: help text (wins over the docstring);
@@ -27,6 +28,7 @@ import json
 import textwrap
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -79,24 +81,36 @@ def _default(f: dataclasses.Field) -> Any:
     raise TypeError(f"field {f.name!r} needs a default to become an option")
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: Any = None) -> None:
-    """One option per field of the dataclass ``cls`` (defaults from ``defaults``, an instance, if given)."""
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: Any = None,
+                          parsers: dict[str, Callable[[str], Any]] | None = None) -> dict[str, argparse.Action]:
+    """One option per field of the dataclass ``cls``.
+
+    Args:
+        defaults: an instance (or any object with the fields as attributes) whose values are the
+            options' defaults, instead of the fields' own; ``None`` there means "not given".
+        parsers: ``{field: text -> value}`` for a field whose type has no command-line form of its own.
+
+    Returns ``{field: the option's argparse action}``, e.g. to set choices known only at run time.
+    """
+    actions: dict[str, argparse.Action] = {}
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         default = getattr(defaults, f.name) if defaults is not None else _default(f)
         tp = _unwrap_optional(hints[f.name])
         help_text = f.metadata.get("help", docs.get(f.name, ""))
-        if default is not None and tp is not bool and default not in ((), {}):
+        if default is not None and tp is not bool and default not in ((), [], {}):
             shown = list(default) if isinstance(default, tuple) else default
             help_text = f"{help_text} (default {shown})".strip()
         kw: dict[str, Any] = dict(dest=f.name, help=help_text.replace("%", "%%"))
         origin = typing.get_origin(tp)
-        if tp is bool:
+        if parsers and f.name in parsers:
+            kw.update(type=parsers[f.name], default=default)
+        elif tp is bool:
             kw.update(action="store_false" if default else "store_true", default=default)
-        elif origin is tuple:
+        elif origin in (tuple, list):
             item = typing.get_args(tp)[0]
-            kw.update(type=item, nargs="+" if default else "*", default=default)
+            kw.update(type=item, nargs="*" if default in ((), []) else "+", default=default)
             if typing.get_origin(item) is typing.Literal:
                 kw.update(type=type(typing.get_args(item)[0]), choices=typing.get_args(item))
         elif origin is typing.Literal:
@@ -110,7 +124,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: 
             raise TypeError(f"field {f.name!r}: type {tp} has no command-line form")
         if "metavar" in f.metadata:
             kw["metavar"] = f.metadata["metavar"]
-        parser.add_argument(*_option_names(f, tp), **kw)
+        actions[f.name] = parser.add_argument(*_option_names(f, tp), **kw)
+    return actions
 
 
 def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, cls: type[C],
@@ -120,11 +135,12 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, f.name)
-        option = _option_names(f, _unwrap_optional(hints[f.name]))[0]
-        if isinstance(value, list):
+        tp = _unwrap_optional(hints[f.name])
+        option = _option_names(f, tp)[0]
+        if isinstance(value, list) and typing.get_origin(tp) is tuple:
             value = tuple(value)
         if value is not None:
-            items = value if isinstance(value, tuple) else (value,)
+            items = value if isinstance(value, (tuple, list)) else (value,)
             if f.metadata.get("positive") and any(v <= 0 for v in items):
                 parser.error(f"{option} must be positive")
             if len(items) < f.metadata.get("min_items", 0):

@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+
 METHODS = ("ours", "baseline")
 SCALAR_KEYS = ("edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard", "seconds")
 SECOND_SEED_OFFSET = 10_000
@@ -70,24 +72,40 @@ class BenchConfig:
     """One benchmark world and training budget (defaults: preset ``a``)."""
 
     seed: int = 0
+    """one seed (default 0)"""
     preset: str = "a"
+    """named world; the world options below override its values"""
     levels: int = 3
+    """number of levels (>= 2; default: the preset's, 3)"""
     concepts_per_level: list[int] = field(default_factory=lambda: default_sizes(3))
+    """concepts per level, coarsest first (default: the preset's, or 8, 16, 24, ... for --levels)"""
     parents: int = 3
+    """finer concepts composing each coarse concept (default: the preset's)"""
     max_overlap: int | None = 1
+    """most components two concepts of one level share (-1: no limit)"""
     composition: str | list[str] = "or"
+    """or, and or threshold; or a comma list, one per coarse level (coarsest first; default: the preset's)"""
     noise: float = 0.1
+    """observation noise norm"""
     leakage: float = 0.1
+    """leakage between adjacent levels"""
     hidden_mult: float = 2.0
+    """d_l = hidden_mult * n_l"""
     max_prob: float = 0.08
+    """firing probability of the commonest finest concept (default: the preset's)"""
     min_prob: float = 0.02
+    """firing probability of the rarest finest concept (default: the preset's)"""
     samples: int = 1_000_000
+    """training samples per SAE"""
     batch_size: int = 512
     lr: float = 1e-2
     eval_samples: int = 50_000
     init_samples: int = 20_000
+    """samples for the SAEs' data-based initialisation"""
     k_start_mult: float = 2.0
+    """TopK budget at the start, times the final k, annealed (both methods; 1 = off)"""
     explain_levels: str = "coarser"
+    """which levels the cross-level term explains from (CrossLevelConfig.explain_levels)"""
 
     def validate(self) -> None:
         if self.levels < 2:
@@ -273,53 +291,34 @@ def parse_composition(text: str) -> str | list[str]:
     return names[0] if len(names) == 1 else names
 
 
+#: fields whose option, when not given, takes the preset's value (``seed``: the first of ``--seeds``, or 0).
+PRESET_FIELDS = ("concepts_per_level", "parents", "composition", "max_prob", "min_prob")
+
+
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[str, ...], argparse.Namespace]:
-    d = BenchConfig()
     p = argparse.ArgumentParser(prog="sae_causal_plugin.bench multilevel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="a", choices=sorted(PRESETS),
-                   help="named world (default a); the world options below override its values")
-    p.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    not_given = replace(BenchConfig(), seed=None, levels=None, **dict.fromkeys(PRESET_FIELDS))
+    actions = add_dataclass_options(p, BenchConfig, not_given, parsers={"composition": parse_composition})
+    actions["preset"].choices = sorted(PRESETS)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds; mean ± sd")
-    p.add_argument("--levels", type=int, default=None, help="number of levels (>= 2; default 3)")
-    p.add_argument("--concepts-per-level", type=int, nargs="+", default=None,
-                   help="concepts per level, coarsest first (default: the preset's, or 8, 16, 24, ... for --levels)")
-    p.add_argument("--parents", type=int, default=None, help="finer concepts composing each coarse concept")
-    p.add_argument("--max-overlap", type=int, default=d.max_overlap,
-                   help="most components two concepts of one level share (-1: no limit)")
-    p.add_argument("--composition", type=parse_composition, default=None,
-                   help="or, and or threshold; or a comma list, one per coarse level (coarsest first)")
-    p.add_argument("--noise", type=float, default=d.noise, help="observation noise norm (default 0.1)")
-    p.add_argument("--leakage", type=float, default=d.leakage, help="leakage between adjacent levels (default 0.1)")
-    p.add_argument("--hidden-mult", type=float, default=d.hidden_mult, help="d_l = hidden_mult * n_l")
-    p.add_argument("--max-prob", type=float, default=None, help="firing probability of the commonest finest concept")
-    p.add_argument("--min-prob", type=float, default=None, help="firing probability of the rarest finest concept")
-    p.add_argument("--samples", type=int, default=d.samples, help="training samples per SAE")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--eval-samples", type=int, default=d.eval_samples)
-    p.add_argument("--k-start-mult", type=float, default=d.k_start_mult,
-                   help="TopK budget at the start, times the final k, annealed (both methods; 1 = off)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--sweep", action="store_true", help="edge F1 vs noise and vs multi-parent share, + PNG")
     p.add_argument("--plot", default="multilevel_sweep.png", help="where --sweep writes its PNG")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
-    world = dict(PRESETS[a.preset])
-    if a.levels is not None and a.concepts_per_level is None and a.levels != len(world["concepts_per_level"]):
-        world["concepts_per_level"] = default_sizes(a.levels)
-    for name in ("concepts_per_level", "parents", "composition", "max_prob", "min_prob"):
-        if getattr(a, name) is not None:
-            world[name] = getattr(a, name)
-    levels = a.levels if a.levels is not None else len(world["concepts_per_level"])
-    cfg = BenchConfig(preset=a.preset, levels=levels, **world,
-                      max_overlap=None if a.max_overlap is not None and a.max_overlap < 0 else a.max_overlap,
-                      noise=a.noise, leakage=a.leakage, hidden_mult=a.hidden_mult, samples=a.samples,
-                      batch_size=a.batch_size, lr=a.lr, eval_samples=a.eval_samples, k_start_mult=a.k_start_mult)
+    given = config_from_args(p, a, BenchConfig)
+    world = dict(PRESETS[given.preset])
+    if given.levels is not None and given.concepts_per_level is None and given.levels != len(world["concepts_per_level"]):
+        world["concepts_per_level"] = default_sizes(given.levels)
+    world.update({name: getattr(given, name) for name in PRESET_FIELDS if getattr(given, name) is not None})
+    levels = given.levels if given.levels is not None else len(world["concepts_per_level"])
+    max_overlap = None if given.max_overlap is not None and given.max_overlap < 0 else given.max_overlap
+    cfg = replace(given, levels=levels, max_overlap=max_overlap, **world)
     cfg.validate()
     cfg.world_config()  # ValueError now for a bad composition, parents or sizes
-    seeds = a.seeds if a.seeds is not None else [a.seed if a.seed is not None else 0]
+    seeds = a.seeds if a.seeds is not None else [given.seed if given.seed is not None else 0]
     cfg.seed = seeds[0]
     return cfg, seeds, tuple(a.methods), a
 

@@ -20,10 +20,12 @@ import json
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
 OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")
@@ -40,26 +42,33 @@ SUMMARY_KEYS = RESULT_KEYS + GRAPH_KEYS
 @dataclass
 class BenchConfig:
     seed: int = 0
+    """seed of the synthetic world"""
     num_features: int = 256
     hidden_dim: int = 128
     roots: int = 16
     branching: int = 3
     depth: int = 2
     mutually_exclusive: float = 0.0
+    """share of parents whose children are mutually exclusive"""
     samples: int = 3_000_000
-    k: float | None = None  # None: the true mean L0 of the synthetic model, rounded
-    width: int | None = None  # None: num_features
+    """training samples per SAE"""
+    k: float | None = None
+    """L0 of every SAE (default: the true mean L0 of the synthetic model, rounded)"""
+    width: int | None = None
+    """d_sae (default: num features)"""
     lr: float = 1e-3
     batch_size: int = 1024
     eval_samples: int = 50_000
     graph_samples: int = 100_000
     device: str = "cpu"
     preset: str | None = None
+    """a named world (its values win over the other options)"""
     firing: str = "zipfian"
     max_prob: float = 0.3
     min_prob: float = 0.01
     orthogonalize: bool = False
-    ours_config: dict[str, Any] | None = None  # extra HierarchicalBatchTopKTrainingSAEConfig args
+    ours_config: dict[str, Any] | None = None
+    """JSON of extra hierarchical-config arguments, e.g. '{"compression_margin": 0.4}'"""
 
     def validate(self) -> None:
         for name in ("num_features", "hidden_dim", "roots", "branching", "samples",
@@ -299,40 +308,19 @@ def format_table(results: list[dict[str, Any]], keys: tuple[str, ...] = RESULT_K
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str], bool]:
-    d = BenchConfig()
     p = argparse.ArgumentParser(prog="sae_causal_plugin.bench synthetic-hierarchy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world")
+    add_dataclass_options(p, BenchConfig)["preset"].choices = sorted(PRESETS)
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0],
                    help="one training run per seed on the same world; mean ± sd and consistency")
-    p.add_argument("--num-features", type=int, default=d.num_features)
-    p.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
-    p.add_argument("--roots", type=int, default=d.roots)
-    p.add_argument("--branching", type=int, default=d.branching)
-    p.add_argument("--depth", type=int, default=d.depth)
-    p.add_argument("--mutually-exclusive", type=float, default=d.mutually_exclusive,
-                   help="share of parents whose children are mutually exclusive")
-    p.add_argument("--samples", type=int, default=d.samples, help="training samples per SAE")
-    p.add_argument("--k", type=float, default=None, help="L0 of every SAE (default: true L0)")
-    p.add_argument("--width", type=int, default=None, help="d_sae (default: num features)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--device", default=d.device)
     p.add_argument("--archs", nargs="+", default=list(ARCHITECTURES),
                    choices=ARCHITECTURES + OPTIONAL_ARCHITECTURES)
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None)
-    p.add_argument("--ours-config", type=json.loads, default=None,
-                   help='JSON of extra hierarchical-config arguments, e.g. \'{"compression_margin": 0.4}\'')
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
-    values = dict(num_features=a.num_features, hidden_dim=a.hidden_dim, roots=a.roots,
-                  branching=a.branching, depth=a.depth, mutually_exclusive=a.mutually_exclusive,
-                  samples=a.samples, k=a.k, width=a.width, lr=a.lr, device=a.device, preset=a.preset,
-                  ours_config=a.ours_config)
-    if a.preset:
-        values.update(PRESETS[a.preset])
-    cfg = BenchConfig(**values)
+    cfg = config_from_args(p, a, BenchConfig)
+    if cfg.preset:
+        cfg = replace(cfg, **PRESETS[cfg.preset])
     cfg.validate()
-    cfg.seed = a.seed
     return cfg, list(a.train_seeds), a.archs, a.json
 
 
