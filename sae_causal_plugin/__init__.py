@@ -18,8 +18,6 @@ from sae_causal_plugin.saes import (
     HierarchicalJumpReLUTrainingSAEConfig,
     HierarchicalTopKTrainingSAE,
     HierarchicalTopKTrainingSAEConfig,
-    HierarchyMetadata,
-    load_hierarchy,
     register_architectures,
 )
 
@@ -34,8 +32,6 @@ __all__ = [
     "HierarchicalJumpReLUTrainingSAEConfig",
     "HierarchicalTopKTrainingSAE",
     "HierarchicalTopKTrainingSAEConfig",
-    "HierarchyMetadata",
-    "load_hierarchy",
     "register_architectures",
     "diagnose_hierarchy",
     "factorize_decoder",

@@ -9,7 +9,9 @@ model's hook.
 
 Defaults are SAELens's, except: ``architecture`` ``hierarchical_batchtopk``, ``logger.log_to_wandb``
 false (the command works offline) and ``checkpoint_path`` none unless ``n_checkpoints`` > 0.
-An unknown key or a value of the wrong type is a :class:`UserError` that names the key.
+An unknown key or a value of the wrong type is a :class:`UserError` that names the key. Keys of
+terms older versions had (:data:`~sae_causal_plugin.saes.config.REMOVED_FIELDS`) are dropped
+when they left the term off, and refused when they switched it on.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ def load_train_config(path: str | Path) -> TrainSpec:
             runner[key] = _checked(key, value, runner_hints)
         elif key in sae_hints:
             sae[key] = _checked(key, value, sae_hints)
+        elif _removed(key, value, sae_class):
+            continue
         else:
             raise UserError(
                 f"unknown config key {key!r}: not a field of LanguageModelSAERunnerConfig nor of "
@@ -126,6 +130,8 @@ def load_train_config(path: str | Path) -> TrainSpec:
             )
     for key, value in nested.items():
         if key == "architecture":
+            continue
+        if key not in sae_hints and _removed(f"sae.{key}", value, sae_class):
             continue
         if key not in sae_hints:
             raise UserError(f"unknown config key 'sae.{key}': not a field of {sae_class.__name__}"
@@ -155,6 +161,21 @@ def build_runner_config(spec: TrainSpec, **overrides: Any) -> Any:
         return LanguageModelSAERunnerConfig(sae=sae_cfg, logger=LoggingConfig(**spec.logger), **runner)
     except (ValueError, TypeError) as err:
         raise UserError(f"config file {spec.source}: {err}") from None
+
+
+def _removed(key: str, value: Any, sae_class: type) -> bool:
+    """Whether ``key`` is a field an older version of our configs had (then dropped; ``UserError`` when
+    it switched a removed term on)."""
+    from sae_causal_plugin.saes.config import REMOVED_FIELDS, MinimalityConfig, without_removed_fields
+
+    name = key.split(".")[-1]
+    if not issubclass(sae_class, MinimalityConfig) or name not in REMOVED_FIELDS:
+        return False
+    try:
+        without_removed_fields({name: value})
+    except ValueError as err:
+        raise UserError(f"config key {key!r}: {err}") from None
+    return True
 
 
 def _hints(cls: type, exclude: set[str]) -> dict[str, Any]:

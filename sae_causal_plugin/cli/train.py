@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
         help="train an SAE from a YAML / JSON config that mirrors SAELens's runner config",
         description=textwrap.fill(
             "Train an SAE with SAELens's LanguageModelSAETrainingRunner and save it with "
-            "save_inference_model (a stock SAELens folder, plus hierarchy.json for our architectures). "
+            "save_inference_model (a stock SAELens folder). "
             "The config file mirrors LanguageModelSAERunnerConfig: its keys are that class's field names, "
             "'logger:' holds LoggingConfig fields, 'architecture:' picks any SAELens-registered training "
             "architecture (hierarchical_batchtopk, hierarchical_topk, hierarchical_jumprelu, topk, "

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,9 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE
 from torch import Tensor, nn
 
 from sae_causal_plugin.multilevel import losses
-from sae_causal_plugin.saes.losses import graph_sparsity_loss
+from sae_causal_plugin.saes.firing import BatchTopKFiring, JumpReLUFiring, TopKFiring
+from sae_causal_plugin.saes.losses import graph_sparsity_loss, initial_selection_logits, selection_probabilities
 
-#: The map's logits are this factor times its parameter, so under Adam the map moves that much
-#: faster than the dictionary and tracks the levels' co-firing from the first steps.
-SELECTION_LOGIT_SCALE = 20.0
 CROSS_PREFIXES = ("cross_selection_logits", "cross_leak_logits", "cross_readouts.")
 SELECTION_FILENAME = "cross_level_selection.safetensors"
 SELECTION_JSON = "cross_level.json"
@@ -183,6 +182,8 @@ class CrossLevelMixin:
     W_dec: nn.Parameter
     cross_selection_logits: nn.Parameter | None
     cross_leak_logits: nn.Parameter | None
+    #: pre-activation a latent must exceed to fire, from the activation kind's mixin (saes/firing.py)
+    firing_threshold: Callable[[Tensor], Tensor]
 
     def __init__(self, cfg: Any, use_error_term: bool = False, *, cross: CrossLevelConfig | None = None,
                  level: int = 0, level_d_sae: list[int] | None = None):
@@ -202,9 +203,9 @@ class CrossLevelMixin:
         self.samples_since_check = 0
         self.fine_d_sae = self.level_d_sae[level + 1] if level + 1 < len(self.level_d_sae) else None
         if self.fine_d_sae is not None and self.cross.uses_selection_map:
-            self.cross_selection_logits = nn.Parameter(torch.full(
-                (self.fine_d_sae, cfg.d_sae), -4.0 / SELECTION_LOGIT_SCALE, dtype=dtype, device=device))
-            self.cross_leak_logits = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype, device=device))
+            logits, leak_logits = initial_selection_logits(self.fine_d_sae, cfg.d_sae, dtype=dtype, device=device)
+            self.cross_selection_logits = nn.Parameter(logits)
+            self.cross_leak_logits = nn.Parameter(leak_logits)
         else:
             self.cross_selection_logits = None
             self.cross_leak_logits = None
@@ -223,7 +224,7 @@ class CrossLevelMixin:
                 "this SAE has no cross-level selection map: it is the finest level or its "
                 "CrossLevelConfig switches the selection terms off."
             )
-        return torch.sigmoid(SELECTION_LOGIT_SCALE * self.cross_selection_logits)
+        return selection_probabilities(self.cross_selection_logits)
 
     # ---- SAELens hooks -------------------------------------------------------------------
 
@@ -271,7 +272,7 @@ class CrossLevelMixin:
         coarse = feature_acts != 0
         s = self.cross_selection_map()
         assert self.cross_leak_logits is not None
-        leak = torch.sigmoid(SELECTION_LOGIT_SCALE * self.cross_leak_logits)
+        leak = selection_probabilities(self.cross_leak_logits)
         k = step_input.coefficients
         threshold = self.firing_threshold(hidden_pre).detach()
         terms["cross_selection_loss"] = k["cross_selection"] * losses.cross_level_consistency_loss(
@@ -289,10 +290,6 @@ class CrossLevelMixin:
         progress = min(1.0, self.n_steps / max(1.0, self.cross.k_anneal_stop * self.total_steps))
         k = float(self.cfg.k) * (self.cross.k_start_mult + (1.0 - self.cross.k_start_mult) * progress)
         fn.k = k if isinstance(self.cfg.k, float) else max(int(self.cfg.k), round(k))  # type: ignore[union-attr]
-
-    def firing_threshold(self, hidden_pre: Tensor) -> Tensor:
-        """Pre-activation a latent must exceed to fire, broadcastable to ``hidden_pre``."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def resample_dead_latents(self, sae_in: Float[Tensor, "batch d_in"]) -> int:
@@ -350,26 +347,16 @@ class CrossLevelMixin:
         return path / Path(weights_path).name, path / Path(cfg_path).name
 
 
-class CrossLevelBatchTopKTrainingSAE(CrossLevelMixin, BatchTopKTrainingSAE):
+class CrossLevelBatchTopKTrainingSAE(CrossLevelMixin, BatchTopKFiring, BatchTopKTrainingSAE):
     """SAELens BatchTopK SAE of one level, with the cross-level terms (saved as ``jumprelu``)."""
 
-    def firing_threshold(self, hidden_pre: Tensor) -> Tensor:
-        return self.topk_threshold.to(hidden_pre.dtype)
 
-
-class CrossLevelTopKTrainingSAE(CrossLevelMixin, TopKTrainingSAE):
+class CrossLevelTopKTrainingSAE(CrossLevelMixin, TopKFiring, TopKTrainingSAE):
     """SAELens TopK SAE of one level, with the cross-level terms (saved as ``topk``)."""
 
-    def firing_threshold(self, hidden_pre: Tensor) -> Tensor:
-        k = min(int(self.cfg.k), hidden_pre.shape[-1])
-        return torch.topk(hidden_pre, k, dim=-1).values[..., -1:]
 
-
-class CrossLevelJumpReLUTrainingSAE(CrossLevelMixin, JumpReLUTrainingSAE):
+class CrossLevelJumpReLUTrainingSAE(CrossLevelMixin, JumpReLUFiring, JumpReLUTrainingSAE):
     """SAELens JumpReLU SAE of one level, with the cross-level terms (saved as ``jumprelu``)."""
-
-    def firing_threshold(self, hidden_pre: Tensor) -> Tensor:
-        return self.threshold.to(hidden_pre.dtype)
 
 
 CROSS_LEVEL_CLASSES = {

@@ -9,7 +9,6 @@ from sae_causal_plugin.saes.hierarchical import (
     HierarchicalTopKTrainingSAE,
     HierarchicalTopKTrainingSAEConfig,
 )
-from sae_causal_plugin.saes.metadata import HierarchyMetadata, load_hierarchy, save_hierarchy
 from sae_causal_plugin.saes.registration import register_architectures
 
 __all__ = [
@@ -19,9 +18,6 @@ __all__ = [
     "HierarchicalJumpReLUTrainingSAEConfig",
     "HierarchicalTopKTrainingSAE",
     "HierarchicalTopKTrainingSAEConfig",
-    "HierarchyMetadata",
     "MinimalityConfig",
-    "load_hierarchy",
     "register_architectures",
-    "save_hierarchy",
 ]

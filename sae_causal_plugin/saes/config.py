@@ -7,61 +7,38 @@ from dataclasses import dataclass
 from typing import Any
 
 
+#: Fields of the experimental terms removed from the config (selection hinge, selection map, graph
+#: sparsity: they lowered F1 when switched on, README "The minimality terms") and of the
+#: ``hierarchy.json`` tracking (a file nothing read).
+REMOVED_FIELDS = (
+    "selection_coefficient", "selection_warm_up_steps", "selection_threshold", "selection_edges",
+    "selection_min_conditional", "selection_refresh_every", "selection_fit_coefficient",
+    "graph_sparsity_coefficient", "selection_max_latents", "hierarchy_update_every", "hierarchy_window",
+)
+#: The removed fields that switched a term on when positive (the others did nothing without them).
+REMOVED_SWITCHES = {
+    "selection_coefficient": "the selection-consistency hinge",
+    "graph_sparsity_coefficient": "the graph-sparsity term on the learned selection map",
+}
+
+
 @dataclass(kw_only=True)
 class MinimalityConfig:
-    """Coefficients of the causal-minimality terms (mixed into each training-SAE config).
+    """Coefficients of the minimality terms (mixed into each training-SAE config).
 
-    Every term appears as its own entry of SAELens's ``losses`` dict and has a linear warm-up
-    (SAELens ``TrainCoefficientConfig``). The defaults work without tuning on SAELens synthetic
+    Every term is its own entry of SAELens's ``losses`` dict with a linear warm-up (SAELens
+    ``TrainCoefficientConfig``). The defaults work without tuning on SAELens synthetic
     hierarchies and on the project's toy worlds.
 
     Args:
-        nested_coefficient: weight of the coarse-to-fine reconstruction term
-            (``nested_loss``): the first ``level_widths[i]`` latents must reconstruct alone.
-            Off by default: on the synthetic-hierarchy benchmark it lowered F1 and MCC when
-            combined with the other terms (see the README's figures).
+        nested_coefficient: weight of ``nested_loss``: the first ``level_widths`` latents reconstruct alone; 0 = off.
         nested_warm_up_steps: linear warm-up of ``nested_coefficient``.
-        level_widths: sizes of the coarse prefixes (strictly increasing, each < ``d_sae``);
-            ``None`` uses ``d_sae/16`` and ``d_sae/4``.
-        compression_coefficient: weight of the dictionary-compression term
-            (``compression_loss``): decoder rows may not be near-copies of each other, which is
-            what feature absorption and duplicated latents look like.
-        compression_margin: absolute cosine between two decoder rows that costs nothing
-            (0.3 was best of 0.2 / 0.3 / 0.4 on the synthetic-hierarchy benchmark).
+        level_widths: coarse prefix sizes (increasing, each < ``d_sae``); ``None``: ``d_sae/16`` and ``d_sae/4``.
+        compression_coefficient: weight of ``compression_loss``: no two decoder rows may be near-copies (absorption).
+        compression_margin: |cos| of two decoder rows that costs nothing (0.3: best of 0.2 / 0.3 / 0.4, synthetic).
         compression_warm_up_steps: linear warm-up of ``compression_coefficient``.
-        compression_max_rows: rows compared per step; wider SAEs compare a fresh random
-            subset each step so the cost stays bounded.
-        selection_coefficient: weight of the selection-consistency hinge (``selection_loss``):
-            when the learned selection map says latent ``p`` is a parent of latent ``c``,
-            ``c`` firing without ``p`` is penalised through ``p``'s pre-activation. Off by
-            default: on the synthetic-hierarchy benchmark the hinge locked in early, spurious
-            co-firing and lowered F1 (0.50 against 0.75 without it); the saved hierarchy comes
-            from co-firing statistics instead (``hierarchy_update_every``).
-        selection_warm_up_steps: linear warm-up of ``selection_coefficient``.
-        selection_edges: where the hinge's parent -> child edges come from: ``"map"``, the
-            gradient-learned selection map; ``"cofiring"``, the concept graph of the latents'
-            own co-firing statistics during training (edges with ``P(parent | child)`` of at
-            least ``selection_min_conditional``, refreshed every ``selection_refresh_every``
-            steps), which only tightens relations that are already nearly deterministic.
-        selection_min_conditional: edge threshold for ``selection_edges="cofiring"``.
-        selection_refresh_every: steps between refreshes of the co-firing edges.
-        selection_threshold: a selection-map weight above this value is an edge.
-        selection_fit_coefficient: weight of the fit of the selection map itself
-            (``selection_fit_loss``; only the map receives its gradient).
-        graph_sparsity_coefficient: L1 weight on the selection map (``graph_sparsity_loss``),
-            the graph-minimality term: few parents per concept. The map (a dense
-            ``d_sae x d_sae`` parameter) exists only when this or ``selection_coefficient`` is
-            positive.
-        selection_max_latents: the selection map is a dense ``d_sae x d_sae`` parameter; above
-            this width it is not created and the selection terms are off.
-        hierarchy_update_every: every this many training steps the batch's firing pattern is
-            added to streaming co-firing statistics (sparse: only pairs that co-fire); the
-            hierarchy saved beside the SAE is the concept graph recovered from them. 0 = off.
-        hierarchy_window: the statistics restart every this many steps, so the saved hierarchy
-            describes the latents of the last finished window, not those of early training.
-        revival_window: a latent that has not fired for this many steps counts as dead for the
-            auxiliary loss that revives it (SAELens's own window is its trainer's
-            ``dead_feature_window``); 0 defers to the trainer.
+        compression_max_rows: decoder rows compared per step; wider SAEs compare a fresh random subset.
+        revival_window: steps without firing after which a latent is dead for the auxiliary loss; 0 defers to SAELens.
     """
 
     nested_coefficient: float = 0.0
@@ -71,18 +48,12 @@ class MinimalityConfig:
     compression_margin: float = 0.3
     compression_warm_up_steps: int = 0
     compression_max_rows: int = 4096
-    selection_coefficient: float = 0.0
-    selection_warm_up_steps: int = 200
-    selection_threshold: float = 0.5
-    selection_edges: str = "map"
-    selection_min_conditional: float = 0.8
-    selection_refresh_every: int = 100
-    selection_fit_coefficient: float = 1.0
-    graph_sparsity_coefficient: float = 0.0
-    selection_max_latents: int = 8192
-    hierarchy_update_every: int = 16
-    hierarchy_window: int = 1000
     revival_window: int = 50
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any]) -> Any:
+        """SAELens's ``from_dict``, after :func:`without_removed_fields` (old configs load)."""
+        return super().from_dict(without_removed_fields(config_dict))  # type: ignore[misc]
 
     def resolved_level_widths(self) -> list[int]:
         """The coarse prefix sizes actually used (the defaults resolved against ``d_sae``)."""
@@ -93,24 +64,9 @@ class MinimalityConfig:
 
     def validate_minimality(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what to change."""
-        _non_negative(self, "nested_coefficient", "compression_coefficient", "selection_coefficient",
-                      "selection_fit_coefficient", "graph_sparsity_coefficient")
-        _non_negative_int(self, "nested_warm_up_steps", "compression_warm_up_steps", "selection_warm_up_steps",
-                          "revival_window", "selection_max_latents",
-                          "hierarchy_update_every", "hierarchy_window",
-                          "selection_refresh_every")
-        _in_unit_interval(self, "compression_margin", "selection_threshold",
-                          "selection_min_conditional")
-        if self.selection_edges not in ("map", "cofiring"):
-            raise ValueError(
-                f"selection_edges must be 'map' or 'cofiring', got {self.selection_edges!r}."
-            )
-        if self.selection_edges == "cofiring" and self.selection_coefficient > 0 and (
-                self.hierarchy_update_every == 0):
-            raise ValueError(
-                "selection_edges='cofiring' needs co-firing statistics: set "
-                "hierarchy_update_every > 0."
-            )
+        _non_negative(self, "nested_coefficient", "compression_coefficient")
+        _non_negative_int(self, "nested_warm_up_steps", "compression_warm_up_steps", "revival_window")
+        _in_unit_interval(self, "compression_margin")
         widths = self.resolved_level_widths()
         d_sae = getattr(self, "d_sae")
         if any(not isinstance(w, int) or not 0 < w < d_sae for w in widths) or widths != sorted(set(widths)):
@@ -130,6 +86,24 @@ class MinimalityConfig:
                 f"compression_max_rows must be at least 2, got {self.compression_max_rows}; "
                 "set it to the number of decoder rows compared per step (default 4096)."
             )
+
+
+def without_removed_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the :data:`REMOVED_FIELDS` of older versions.
+
+    A removed field is dropped when it left its term off (the SAE trains exactly as before);
+    ``ValueError`` names it when it switched a removed term on, since this version cannot train
+    that SAE.
+    """
+    for name, term in REMOVED_SWITCHES.items():
+        value = config.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            raise ValueError(
+                f"{name}={value!r} switches on {term}, which this version no longer has (it lowered F1 "
+                f"on the synthetic-hierarchy benchmark; README, 'The minimality terms'); delete "
+                f"{name} from the config (or set it to 0) to train without it."
+            )
+    return {key: value for key, value in config.items() if key not in REMOVED_FIELDS}
 
 
 def validate_k(k: Any) -> None:

@@ -3,14 +3,13 @@
 Swap ``BatchTopKTrainingSAEConfig(...)`` for ``HierarchicalBatchTopKTrainingSAEConfig(...)`` (same
 arguments, plus optional minimality coefficients) and change nothing else: SAELens's runners and
 trainer build the SAE from the registry. Saved inference SAEs are plain SAELens ``jumprelu`` /
-``topk`` SAEs, with the learned hierarchy in ``hierarchy.json`` beside them.
+``topk`` SAEs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.jumprelu_sae import (
     JumpReLUSAEConfig,
@@ -19,9 +18,9 @@ from sae_lens.saes.jumprelu_sae import (
 )
 from sae_lens.saes.sae import SAEConfig
 from sae_lens.saes.topk_sae import TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
-from torch import Tensor
 
 from sae_causal_plugin.saes.config import MinimalityConfig, validate_k
+from sae_causal_plugin.saes.firing import BatchTopKFiring, JumpReLUFiring, TopKFiring
 from sae_causal_plugin.saes.minimality import MinimalityMixin
 
 
@@ -53,13 +52,10 @@ class HierarchicalBatchTopKTrainingSAEConfig(MinimalityConfig, BatchTopKTraining
         return JumpReLUSAEConfig
 
 
-class HierarchicalBatchTopKTrainingSAE(MinimalityMixin, BatchTopKTrainingSAE):
-    """BatchTopK SAE trained with compression, selection-consistency and graph-sparsity terms."""
+class HierarchicalBatchTopKTrainingSAE(MinimalityMixin, BatchTopKFiring, BatchTopKTrainingSAE):
+    """BatchTopK SAE trained with the compression term."""
 
     cfg: HierarchicalBatchTopKTrainingSAEConfig  # type: ignore[assignment]
-
-    def firing_threshold(self, hidden_pre: Tensor, feature_acts: Tensor) -> Tensor:
-        return self.topk_threshold.to(hidden_pre.dtype)
 
 
 @dataclass
@@ -82,14 +78,10 @@ class HierarchicalTopKTrainingSAEConfig(MinimalityConfig, TopKTrainingSAEConfig)
         return TopKSAEConfig
 
 
-class HierarchicalTopKTrainingSAE(MinimalityMixin, TopKTrainingSAE):
-    """TopK SAE trained with compression, selection-consistency and graph-sparsity terms."""
+class HierarchicalTopKTrainingSAE(MinimalityMixin, TopKFiring, TopKTrainingSAE):
+    """TopK SAE trained with the compression term."""
 
     cfg: HierarchicalTopKTrainingSAEConfig  # type: ignore[assignment]
-
-    def firing_threshold(self, hidden_pre: Tensor, feature_acts: Tensor) -> Tensor:
-        k = min(int(self.cfg.k), hidden_pre.shape[-1])
-        return torch.topk(hidden_pre, k, dim=-1).values[..., -1:]
 
 
 @dataclass
@@ -111,10 +103,7 @@ class HierarchicalJumpReLUTrainingSAEConfig(MinimalityConfig, JumpReLUTrainingSA
         return JumpReLUSAEConfig
 
 
-class HierarchicalJumpReLUTrainingSAE(MinimalityMixin, JumpReLUTrainingSAE):
-    """JumpReLU SAE trained with compression, selection-consistency and graph-sparsity terms."""
+class HierarchicalJumpReLUTrainingSAE(MinimalityMixin, JumpReLUFiring, JumpReLUTrainingSAE):
+    """JumpReLU SAE trained with the compression term."""
 
     cfg: HierarchicalJumpReLUTrainingSAEConfig  # type: ignore[assignment]
-
-    def firing_threshold(self, hidden_pre: Tensor, feature_acts: Tensor) -> Tensor:
-        return self.threshold.to(hidden_pre.dtype)

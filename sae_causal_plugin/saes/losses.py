@@ -1,24 +1,26 @@
-"""Minimality losses as pure functions of tensors.
+"""Minimality losses and the learned selection map, as pure functions of tensors.
 
-Three practical forms of causal minimality (DESIGN.md section 1) appear here, beside the
-coarse-to-fine reconstruction that orders latents by level:
-
-* **nested reconstruction** (:func:`nested_reconstruction_loss`): the first ``w_0 < w_1 < ...``
-  latents (the coarse levels) must reconstruct the input on their own, Matryoshka style, so a
-  parent concept keeps a latent of its own instead of being copied into its children.
 * **compression** (:func:`dictionary_compression_loss`): no two dictionary directions may
   be near-copies of each other. It removes duplicated latents and *feature absorption*,
   where a child latent's decoder row becomes ``d_child + d_parent`` and so is strongly
   aligned with its parent's row.
+* **nested reconstruction** (:func:`nested_reconstruction_loss`): the first ``w_0 < w_1 < ...``
+  latents (the coarse levels) must reconstruct the input on their own, Matryoshka style, so a
+  parent concept keeps a latent of its own instead of being copied into its children.
+* **selection map** (:func:`initial_selection_logits`, :func:`selection_probabilities`): a
+  learned non-negative map ``S[child, parent]`` in ``[0, 1]`` and a per-parent leak, kept as
+  logits scaled by :data:`SELECTION_LOGIT_SCALE`.
 * **selection consistency** (:func:`selection_consistency_loss`): under the hierarchical
-  selection model a child concept can only be present when its parent is; when a learned
-  selection map says latent ``p`` is a parent of latent ``c``, a firing ``c`` whose parent
-  stays silent is penalised through the parent's pre-activation.
+  selection model a child concept can only be present when its parent is; when the selection
+  map says latent ``p`` is a parent of latent ``c``, a firing ``c`` whose parent stays silent is
+  penalised through the parent's pre-activation.
+* **selection fit** (:func:`selection_map_fit_loss`): children's firing predicts parents' firing.
 * **graph sparsity** (:func:`graph_sparsity_loss`): each concept is composed of few
   lower-level concepts, an L1 penalty on the selection map.
 
-Nothing in this module knows about SAELens; the training SAEs in
-:mod:`sae_causal_plugin.saes.hierarchical` call these functions.
+The hierarchical SAEs of :mod:`sae_causal_plugin.saes` train with the first two; the selection
+terms tie the levels of :mod:`sae_causal_plugin.multilevel` together. Nothing in this module
+knows about SAELens.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from __future__ import annotations
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
+
+#: The map's logits are this factor times its parameter, so under Adam the map moves that much
+#: faster than the dictionary and tracks co-firing from the first steps.
+SELECTION_LOGIT_SCALE = 20.0
 
 
 def dictionary_compression_loss(
@@ -128,3 +134,16 @@ def selection_map_fit_loss(
     log_not = child_fired.detach() @ torch.log1p(-s) + torch.log1p(-leak.clamp(0.0, 1.0 - 1e-4))
     predicted = (1.0 - log_not.exp()).clamp(1e-6, 1 - 1e-6)
     return torch.nn.functional.binary_cross_entropy(predicted, parent_fired.detach())
+
+
+def initial_selection_logits(
+    n_fine: int, n_coarse: int, *, dtype: torch.dtype, device: torch.device | str,
+) -> tuple[Float[Tensor, "n_fine n_coarse"], Float[Tensor, " n_coarse"]]:
+    """Starting parameters of a selection map and its leak: every weight ``sigmoid(-4)``, leak 0.5."""
+    logits = torch.full((n_fine, n_coarse), -4.0 / SELECTION_LOGIT_SCALE, dtype=dtype, device=device)
+    return logits, torch.zeros(n_coarse, dtype=dtype, device=device)
+
+
+def selection_probabilities(logits: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+    """Map weights (or leaks) in ``[0, 1]`` from their parameters: ``sigmoid(SELECTION_LOGIT_SCALE * logits)``."""
+    return torch.sigmoid(SELECTION_LOGIT_SCALE * logits)

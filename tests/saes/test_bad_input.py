@@ -17,14 +17,14 @@ from sae_causal_plugin import (
     (dict(k=-3), "k"),
     (dict(k=float("nan")), "k"),
     (dict(compression_coefficient=-1.0), "compression_coefficient"),
-    (dict(selection_coefficient=-0.1), "selection_coefficient"),
-    (dict(graph_sparsity_coefficient=-1e-3), "graph_sparsity_coefficient"),
     (dict(nested_coefficient=-1.0), "nested_coefficient"),
     (dict(compression_margin=1.5), "compression_margin"),
-    (dict(selection_threshold=-0.2), "selection_threshold"),
     (dict(level_widths=[8, 4]), "level_widths"),
     (dict(level_widths=[64]), "level_widths"),
     (dict(revival_window=-1), "revival_window"),
+    (dict(compression_warm_up_steps=-5), "compression_warm_up_steps"),
+    (dict(compression_max_rows=1), "compression_max_rows"),
+    (dict(nested_warm_up_steps=1.5), "nested_warm_up_steps"),
 ])
 def test_bad_hyperparameters(kwargs, name):
     with pytest.raises(ValueError, match=name):

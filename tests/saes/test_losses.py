@@ -82,3 +82,13 @@ def test_selection_fit_prefers_the_true_parent():
     s = torch.sigmoid(logits.detach()) * (1 - torch.eye(3))
     assert s[0, 1] > 0.9
     assert s[0, 2] < s[0, 1]
+
+
+def test_selection_map_starts_at_sigmoid_minus_4_with_leak_one_half_and_moves_scale_times_faster():
+    logits, leak_logits = losses.initial_selection_logits(3, 2, dtype=torch.float32, device="cpu")
+    assert logits.shape == (3, 2) and leak_logits.shape == (2,)
+    assert torch.allclose(losses.selection_probabilities(logits), torch.sigmoid(torch.tensor(-4.0)).expand(3, 2))
+    assert torch.equal(losses.selection_probabilities(leak_logits), torch.full((2,), 0.5))
+    step = torch.full((3, 2), 0.01)
+    moved = losses.selection_probabilities(logits + step)
+    assert torch.allclose(moved, torch.sigmoid(torch.tensor(-4.0 + losses.SELECTION_LOGIT_SCALE * 0.01)).expand(3, 2))

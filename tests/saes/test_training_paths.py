@@ -11,11 +11,9 @@ from sae_causal_plugin import (
     HierarchicalBatchTopKTrainingSAEConfig,
     HierarchicalJumpReLUTrainingSAEConfig,
     HierarchicalTopKTrainingSAEConfig,
-    load_hierarchy,
 )
 
-MINIMALITY_LOSSES = {"nested_loss", "compression_loss", "selection_loss", "selection_fit_loss",
-                     "graph_sparsity_loss"}
+MINIMALITY_LOSSES = {"nested_loss", "compression_loss"}
 
 
 def test_synthetic_sae_runner(tmp_path):
@@ -34,7 +32,7 @@ def test_synthetic_sae_runner(tmp_path):
     assert result.final_eval is not None and 0.5 < result.final_eval.explained_variance <= 1.0
     loaded = SAE.load_from_disk(tmp_path / "out")
     assert loaded.cfg.architecture() == "jumprelu"
-    assert load_hierarchy(tmp_path / "out").architecture == "hierarchical_batchtopk"
+    assert loaded.cfg.metadata.training_architecture == "hierarchical_batchtopk"
 
 
 class _Recorder:
@@ -50,8 +48,7 @@ class _Recorder:
         return next(self.provider)
 
 
-ALL_TERMS = dict(nested_coefficient=0.5, selection_coefficient=0.1, graph_sparsity_coefficient=1e-3,
-                 level_widths=[4, 12])
+ALL_TERMS = dict(nested_coefficient=0.5, level_widths=[4, 12])
 
 
 @pytest.mark.parametrize("cfg", [
@@ -120,4 +117,4 @@ def test_language_model_runner_with_tiny_model_and_in_memory_dataset(tmp_path):
     assert out_dirs, "the runner saved no SAE"
     saved = out_dirs[0].parent
     assert json.loads((saved / "cfg.json").read_text())["architecture"] == "topk"
-    assert load_hierarchy(saved).architecture == "hierarchical_topk"
+    assert json.loads((saved / "cfg.json").read_text())["metadata"]["training_architecture"] == "hierarchical_topk"
