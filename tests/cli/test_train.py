@@ -9,16 +9,14 @@ from sae_causal_plugin.cli.main import main
 from .conftest import train_config, write_yaml
 
 
-def test_train_saves_a_sae_lens_sae_with_its_hierarchy(trained_sae):
+def test_train_saves_a_sae_lens_sae(trained_sae):
     from sae_lens import SAE
-
-    from sae_causal_plugin import load_hierarchy
 
     sae = SAE.load_from_disk(trained_sae)
     assert (sae.cfg.d_in, sae.cfg.d_sae) == (16, 32)  # d_in read off the hook
     cfg = json.loads((trained_sae / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["metadata"]["hook_name"] == "blocks.0.hook_resid_post"
-    assert load_hierarchy(trained_sae).architecture == "hierarchical_topk"
+    assert cfg["metadata"]["training_architecture"] == "hierarchical_topk"
     assert not [p for p in trained_sae.parent.iterdir() if ".staging-" in p.name]
 
 

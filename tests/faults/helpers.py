@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 
 GRAPH_FILES = {"concept_graph.json", "concept_graph.graphml", "concept_graph.png"}
-SAE_FILES = {"cfg.json", "sae_weights.safetensors", "hierarchy.json"}
+SAE_FILES = {"cfg.json", "sae_weights.safetensors"}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -31,14 +31,12 @@ def is_complete_graph(folder: Path) -> bool:
 
 
 def is_complete_sae(folder: Path) -> bool:
-    from sae_causal_plugin import load_hierarchy
     from sae_causal_plugin._validation import check_sae_folder
 
     names = {p.name for p in folder.iterdir()}
     if not SAE_FILES <= names:
         return False
     check_sae_folder(folder)
-    load_hierarchy(folder)
     return True
 
 

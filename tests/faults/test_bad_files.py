@@ -249,27 +249,6 @@ def test_top_level_list_is_a_value_error():
         ConceptGraph.from_dict([])
 
 
-HIERARCHIES = {
-    "empty": ("", "the file is empty"),
-    "truncated": ('{"architecture": "hierarchical_topk", "edges": [[1, 0', "not valid JSON"),
-    "list": ("[]", "expected a JSON object"),
-    "unknown key": ('{"architecture": "x", "edgez": []}', "unknown key 'edgez'"),
-    "bad edge": ('{"architecture": "x", "edges": [[1]]}', "a field has the wrong type"),
-    "future version": ('{"architecture": "x", "format_version": 9}', "format_version 9 is not supported"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(HIERARCHIES))
-def test_bad_hierarchy_json(case, tmp_path):
-    from sae_causal_plugin import load_hierarchy
-
-    text, message = HIERARCHIES[case]
-    (tmp_path / "hierarchy.json").write_text(text)
-    with pytest.raises(ValueError, match="hierarchy.json: ") as err:
-        load_hierarchy(tmp_path)
-    assert message in str(err.value)
-
-
 def write_selection_code(folder, *, header=None, **tensors):
     folder.mkdir(exist_ok=True)
     head = {"format": "sae-causal-selection-code", "version": 1, "d_in": 16, "d_sae": 32, "n_links": 2, "meta": {}}

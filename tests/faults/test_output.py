@@ -125,14 +125,6 @@ def modes(folder):
     return {p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")]}
 
 
-def test_hierarchy_json_has_umask_rights(umask_027, tmp_path):
-    """Defect 9: hierarchy.json came from mkstemp with mode 0600."""
-    from sae_causal_plugin.saes.metadata import HierarchyMetadata, save_hierarchy
-
-    path = save_hierarchy(HierarchyMetadata.from_edges(architecture="x", edges=[(1, 0, 1.0)]), tmp_path / "sae")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-
-
 def test_trained_sae_and_graph_files_have_umask_rights(umask_027, model_dir, dataset_file, trained_sae,
                                                        activations_file, tmp_path):
     config = write_yaml(tmp_path / "c.yaml", train_config(model_dir, dataset_file, tmp_path / "sae",
@@ -154,10 +146,13 @@ def test_save_inference_model_is_all_or_nothing(trained_sae, tmp_path, monkeypat
     assert is_complete_sae(target)
     old = snapshot(target)
 
-    def broken():
+    from sae_lens.saes.topk_sae import TopKTrainingSAE
+
+    def broken(self, path):
+        (path / "cfg.json").write_text("{")  # half the folder written, then the disk fills
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sae, "hierarchy_metadata", broken)
+    monkeypatch.setattr(TopKTrainingSAE, "save_inference_model", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         sae.save_inference_model(target)
     assert snapshot(target) == old and sorted(p.name for p in tmp_path.iterdir()) == ["sae"]

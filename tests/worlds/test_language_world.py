@@ -130,7 +130,7 @@ def test_tiny_sae_trains_through_the_saelens_runner(tmp_path):
     sae, saved = train_layer_sae(model, training_tokens=4096, n_documents=64, batch_size_tokens=256,
                                  sae_config=default_sae_config(16, d_sae=32, k=2), out_dir=tmp_path / "sae")
     assert sae.cfg.d_in == 16 and sae.cfg.architecture() == "hierarchical_batchtopk"
-    assert saved is not None and (saved / "cfg.json").is_file() and (saved / "hierarchy.json").is_file()
+    assert saved is not None and (saved / "cfg.json").is_file() and (saved / "sae_weights.safetensors").is_file()
 
 
 def test_levels_are_layers_through_the_multilevel_trainer():

@@ -41,8 +41,6 @@ class LanguageWorldConfig:
     """coefficient of the nested coarse-to-fine reconstruction term"""
     level_widths: tuple[int, ...] = field(default=(4, 12), metadata={"positive": True})
     """nested prefix widths (categories, categories + subcategories)"""
-    hierarchy_update_every: int = 0
-    """steps between hierarchy updates during SAE training (0: never)"""
     n_eval_documents: int = field(default=1024, metadata={"positive": True})
     """fresh documents for the graph and the latent naming"""
     steer_scale: float = 1.1
@@ -63,7 +61,7 @@ class LanguageWorldConfig:
         ``HierarchicalBatchTopKTrainingSAEConfig`` fields, which win)."""
         kwargs: dict[str, Any] = dict(
             d_in=d_in, d_sae=self.d_sae, k=self.k, nested_coefficient=self.nested_coefficient,
-            level_widths=list(self.level_widths), hierarchy_update_every=self.hierarchy_update_every,
+            level_widths=list(self.level_widths),
         )
         return HierarchicalBatchTopKTrainingSAEConfig(**{**kwargs, **overrides})
 

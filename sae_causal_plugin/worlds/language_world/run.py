@@ -65,7 +65,7 @@ def run_language_world(
 
     ``options`` override fields of ``config`` (default :class:`~.experiment.LanguageWorldConfig`).
     With ``out_dir`` the SAE is saved under ``out_dir / "saes" / "layer_sae"`` (a stock SAELens
-    directory plus ``hierarchy.json``).
+    directory).
     """
     known = sorted(f.name for f in fields(LanguageWorldConfig))
     unknown = sorted(set(options) - set(known))

@@ -60,7 +60,7 @@ def train_layer_sae(
     """Train one SAE at ``hook_name`` through ``LanguageModelSAETrainingRunner``; returns it and its directory.
 
     The corpus comes from ``seed``; the SAE is saved under ``out_dir`` (as a stock SAELens
-    SAE plus ``hierarchy.json``) when given.  It sees only :func:`content_words`.
+    SAE) when given.  It sees only :func:`content_words`.
     """
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
 
