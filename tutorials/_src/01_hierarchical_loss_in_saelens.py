@@ -41,7 +41,7 @@ from sae_lens.synthetic import (
 from sae_lens.synthetic.synthetic_sae_runner import SyntheticSAERunner, SyntheticSAERunnerConfig
 
 import sae_causal_plugin  # importing it registers the hierarchical architectures with SAELens
-from sae_causal_plugin import HierarchicalBatchTopKTrainingSAEConfig, load_hierarchy
+from sae_causal_plugin import HierarchicalBatchTopKTrainingSAEConfig
 from sae_causal_plugin.graph import evaluate_hierarchy_recovery, recover_concept_graph, true_hierarchy_graph
 
 logging.getLogger("sae_lens").setLevel(logging.ERROR)
@@ -169,9 +169,8 @@ for name, row in rows.items():
 #
 # `save_inference_model` writes an ordinary SAELens directory (`cfg.json` +
 # `sae_weights.safetensors`; a BatchTopK SAE is saved as a `jumprelu` SAE, exactly as SAELens does
-# for its own BatchTopK) and `hierarchy.json` beside it: the concept graph the SAE learned from its
-# latents' co-firing during training. The runner above already called it for `output_path`; here
-# we call it by hand. Stock SAELens ignores the extra file; `load_hierarchy` reads it.
+# for its own BatchTopK). The runner above already called it for `output_path`; here we call it by
+# hand. Notebook 2 recovers the concept graph from the saved SAE.
 
 # %%
 saved = OUT / "saved_hierarchical"
@@ -189,18 +188,14 @@ fired_train, fired_plain = hierarchical.sae.encode(x) > 0, plain.encode(x) > 0
 print(f"L0 while training {fired_train.sum(-1).float().mean():.2f}, loaded {fired_plain.sum(-1).float().mean():.2f}; "
       f"same firing decision for {(fired_train == fired_plain).float().mean():.1%} of (sample, latent) pairs")
 
-learned = load_hierarchy(saved)
-learned_graph = learned.to_concept_graph()
-print(f"{learned.architecture}: learned hierarchy {learned_graph}, first edges (child, parent, P(parent|child)):",
-      learned.edges[:5])
-
 # %% [markdown]
 # ## Real model: gpt2-small
 #
 # The same swap in SAELens's language-model runner. With `USE_REAL_MODELS = True` this trains a
 # hierarchical BatchTopK SAE on gpt2-small's residual stream (layer 8, the hook of SAELens's
 # `gpt2-small-res-jb` SAEs) on pre-tokenised OpenWebText streamed from the Hugging Face hub. There is
-# no ground truth on a real model, so the learned hierarchy is what you inspect; notebook 2 draws it.
+# no ground truth on a real model, so the hierarchy recovered from the SAE is what you inspect;
+# notebook 2 recovers and draws it.
 # The budget below takes a few minutes on a recent GPU; raise `training_tokens` for a usable SAE.
 
 # %%
@@ -224,5 +219,4 @@ if USE_REAL_MODELS:
         logger=LoggingConfig(log_to_wandb=False),
     )
     gpt2_sae = LanguageModelSAETrainingRunner(lm_cfg).run()
-    gpt2_hierarchy = load_hierarchy(OUT / "gpt2_hierarchical")
-    print(gpt2_hierarchy.to_concept_graph())
+    print(SAE.load_from_disk(str(OUT / "gpt2_hierarchical")).cfg)

@@ -179,7 +179,7 @@ for i, t in enumerate(TIMESTEPS):
         n_batches_for_norm_estimate=10, dead_feature_window=200, feature_sampling_window=500)
     with torch.enable_grad():
         SAETrainer(trainer_cfg, sae, source).fit()
-    sae.save_inference_model(OUT / f"sae_t{t}")           # a stock SAELens SAE + hierarchy.json
+    sae.save_inference_model(OUT / f"sae_t{t}")           # a stock SAELens SAE
     saes[t] = SAE.load_from_disk(str(OUT / f"sae_t{t}")).eval()
     z = saes[t].encode(eval_acts[t])
     ev = 1 - (saes[t].decode(z) - eval_acts[t]).pow(2).sum() / (eval_acts[t] - eval_acts[t].mean(0)).pow(2).sum()

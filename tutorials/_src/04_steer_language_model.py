@@ -77,7 +77,7 @@ print("\nnext-token item mass per category after", repr(world.decode(prompt[0]))
 
 # %%
 sae_config = HierarchicalBatchTopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=48, k=3, nested_coefficient=3.0,
-                                                    level_widths=[4, 12], hierarchy_update_every=0)
+                                                    level_widths=[4, 12])
 with torch.enable_grad():
     training_sae, sae_dir = world_saes.train_layer_sae(model, sae_config=sae_config, training_tokens=300_000,
                                                        out_dir=OUT / "sae")
