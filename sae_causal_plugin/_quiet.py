@@ -47,8 +47,9 @@ def _tqdm_modules() -> list[ModuleType]:
 
 
 @contextmanager
-def quiet_saelens(level: int = logging.ERROR) -> Iterator[None]:
-    """Within the block: no SAELens tqdm bar, and the ``sae_lens`` logger shows ``level`` and above.
+def quiet_saelens(level: int | None = logging.ERROR) -> Iterator[None]:
+    """Within the block: no SAELens tqdm bar, and the ``sae_lens`` logger shows ``level`` and above
+    (``level=None``: bars only, the logger is left as it is).
 
     Nests (an inner block restores the outer block's state). Not thread-safe: it patches module
     attributes, as any caller of SAELens's trainers would have to.
@@ -61,7 +62,8 @@ def quiet_saelens(level: int = logging.ERROR) -> Iterator[None]:
             original = module.tqdm
             saved_bars.append((module, original))
             module.tqdm = partial(original, disable=True)
-        logger.setLevel(level)
+        if level is not None:
+            logger.setLevel(level)
         yield
     finally:
         for module, original in reversed(saved_bars):

@@ -24,12 +24,12 @@ def logger_level():
     logger.setLevel(before)
 
 
-def _assert_quiet() -> None:
+def _assert_quiet(level: int = logging.ERROR) -> None:
     for name in SAELENS_TQDM_MODULES:
         bar = importlib.import_module(name).tqdm(range(3))
         assert bar.disable, name
         bar.close()
-    assert logging.getLogger("sae_lens").level == logging.ERROR
+    assert logging.getLogger("sae_lens").level == level
 
 
 def test_every_listed_module_exists_in_installed_saelens():
@@ -72,6 +72,15 @@ def test_nested_inner_restores_outer_state(logger_level):
         assert inner_exit[1] == logging.ERROR
         assert all(inner_exit[0][name] is outer[0][name] for name in outer[0])
         _assert_quiet()
+    after = _state()
+    assert after[1] == logging.INFO
+    assert all(after[0][name] is before[0][name] for name in before[0])
+
+
+def test_level_none_leaves_logger_alone(logger_level):
+    before = _state()
+    with quiet_saelens(level=None):
+        _assert_quiet(level=logging.INFO)
     after = _state()
     assert after[1] == logging.INFO
     assert all(after[0][name] is before[0][name] for name in before[0])

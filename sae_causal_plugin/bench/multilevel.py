@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +42,7 @@ from typing import Any
 
 import torch
 
+from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 
 METHODS = ("ours", "baseline")
@@ -326,19 +325,18 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[st
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, seeds, methods, args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    logging.getLogger("sae_lens").setLevel(logging.ERROR)
     config = {**asdict(cfg), "seeds": seeds, "methods": list(methods), "threads": args.threads}
-    if args.sweep:
-        table = sweep(cfg, seeds, methods, args.plot)
-        report = {"config": {**config, "sweep": True, "plot": args.plot}, "results": table}
-    else:
-        rows = [r for seed in seeds for r in run_seed(cfg, seed, methods)]
-        results = summarise(rows)
-        print(format_table(results))
-        for result in results:
-            result["runs"] = [r for r in rows if r["method"] == result["method"]]
-        report = {"config": config, "results": results}
+    with quiet_saelens():
+        if args.sweep:
+            table = sweep(cfg, seeds, methods, args.plot)
+            report = {"config": {**config, "sweep": True, "plot": args.plot}, "results": table}
+        else:
+            rows = [r for seed in seeds for r in run_seed(cfg, seed, methods)]
+            results = summarise(rows)
+            print(format_table(results))
+            for result in results:
+                result["runs"] = [r for r in rows if r["method"] == result["method"]]
+            report = {"config": config, "results": results}
     if args.json:
         print(json.dumps(report))
     return report

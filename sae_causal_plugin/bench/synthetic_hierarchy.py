@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +24,7 @@ from typing import Any
 
 import torch
 
+from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
@@ -326,20 +326,20 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, seeds, archs, as_json = parse_args(argv)
-    logging.getLogger("sae_lens").setLevel(logging.ERROR)
-    model = build_synthetic_model(cfg, cfg.seed)
-    k = cfg.k
-    if k is None:
-        k = float(round(float((model.activation_generator.sample(20_000) > 0).sum(-1).float().mean())))
-    rows, decoders = [], {arch: [] for arch in archs}
-    for seed in seeds:
-        for arch in archs:
-            row, decoder = run_architecture(arch, cfg, model, seed, k)
-            row["k"] = k
-            rows.append(row)
-            decoders[arch].append(decoder)
-            print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in SUMMARY_KEYS),
-                  flush=True)
+    with quiet_saelens():
+        model = build_synthetic_model(cfg, cfg.seed)
+        k = cfg.k
+        if k is None:
+            k = float(round(float((model.activation_generator.sample(20_000) > 0).sum(-1).float().mean())))
+        rows, decoders = [], {arch: [] for arch in archs}
+        for seed in seeds:
+            for arch in archs:
+                row, decoder = run_architecture(arch, cfg, model, seed, k)
+                row["k"] = k
+                rows.append(row)
+                decoders[arch].append(decoder)
+                print(f"seed {seed} {arch:24s} " + " ".join(f"{key}={row[key]:.3f}" for key in SUMMARY_KEYS),
+                      flush=True)
     results = summarise(rows, {arch: decoder_consistency(d) for arch, d in decoders.items()})
     print(format_table(results))
     print("\nGraph from the factorised code (edge_*) against plain co-firing (*_plain); "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from functools import partial
+from contextlib import nullcontext
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import load_file
 from sae_lens import SAE
 from sae_lens.config import LoggingConfig, SAETrainerConfig
-from sae_lens.training import multi_sae_trainer
 from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from torch import Tensor
 
+from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.multilevel.data import check_levels, to_rows
 from sae_causal_plugin.multilevel.sae import (
     CROSS_LEVEL_CLASSES,
@@ -138,13 +138,8 @@ class MultiLevelTrainer:
 
     def fit(self, progress: bool = True) -> list[Any]:
         """Train; returns the SAEs, level 0 first (``progress=False``: no tqdm bar)."""
-        original = multi_sae_trainer.tqdm
-        if not progress:
-            multi_sae_trainer.tqdm = partial(original, disable=True)
-        try:
+        with nullcontext() if progress else quiet_saelens(level=None):
             self.trainer.fit()
-        finally:
-            multi_sae_trainer.tqdm = original
         return self.level_saes
 
 
