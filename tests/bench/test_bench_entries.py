@@ -97,3 +97,20 @@ def test_poisson_sampler_fires_roots_at_their_probability():
     for parent in range(64):
         for child in sampler.children[parent][sampler.children[parent] >= 0].tolist():
             assert not (fired[:, child] & ~fired[:, parent]).any()
+
+
+def test_diffusion_world_tiny_run_prints_its_json_and_restores_state(capsys):
+    from sae_causal_plugin.bench import diffusion_world
+
+    before = _global_state()
+    result = diffusion_world.main(["--train-images", "256", "--eval-images", "256", "--sae-steps", "60",
+                                   "--sae-batch", "64", "--n-samples", "2", "--num-inference-steps", "4", "--json"])
+    _assert_same_state(before)
+    assert list(result) == ["edge_f1", "steer_success", "off_target_preserved", "ablation_success", "n_samples",
+                            "seconds", "edge_precision", "edge_recall", "recovered_concept_edges", "missing_edges",
+                            "wrong_edges", "n_latent_edges", "n_unassigned_edges", "best_f1", "sae", "steering",
+                            "targets", "met", "config"]
+    assert result["n_samples"] == 11 * 2 and set(result["sae"]) == {"901", "501", "101"}
+    assert result["config"]["k"] == pytest.approx(2.125) and result["config"]["pool"] is True
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))

@@ -42,16 +42,12 @@ Targets (:data:`TARGETS`): edge F1 >= 0.80, steering >= 0.90 / >= 0.90, ablation
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from unittest import mock
 
-import sae_lens.training.sae_trainer as trainer_module
 import torch
 from jaxtyping import Bool, Float
 from sae_lens import SAE, LoggingConfig
@@ -59,6 +55,7 @@ from sae_lens.config import SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
 
+from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.diffusion import DiffusionActivationSource, hook_denoiser, noised_activations
 from sae_causal_plugin.graph import ConceptGraph, recover_timestep_graph
 from sae_causal_plugin.graph.layered import parse_node
@@ -201,13 +198,6 @@ class DiffusionWorldResult:
         }
 
 
-@contextmanager
-def quiet_saelens() -> Iterator[None]:
-    """No SAELens training progress bar (interim: replaced by ``sae_causal_plugin._quiet`` when it lands)."""
-    with mock.patch.object(trainer_module, "tqdm", functools.partial(trainer_module.tqdm, disable=True)):
-        yield
-
-
 # --- 1. activations ------------------------------------------------------------------------------
 @torch.no_grad()
 def collect_activations(
@@ -271,8 +261,7 @@ def train_sae(acts: Float[Tensor, "rows d_in"], cfg: DiffusionWorldConfig, seed:
         logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=10,
         dead_feature_window=200, feature_sampling_window=500,
     )
-    with quiet_saelens():  # no progress bar per SAE
-        SAETrainer(trainer_cfg, sae, source).fit()
+    SAETrainer(trainer_cfg, sae, source).fit()
     with tempfile.TemporaryDirectory() as d:
         sae.save_inference_model(d)
         inference = SAE.load_from_disk(d)
@@ -383,7 +372,8 @@ def steering_eval(pipe: DiffusionWorldPipeline, saes: dict[int, Any], latents: C
 def run_experiment(cfg: DiffusionWorldConfig, log: Log = None) -> DiffusionWorldResult:
     """The whole experiment (see the module docstring); progress lines go to ``log``.
 
-    The caller's torch RNG state is left as it was (the run seeds its own draws from ``cfg.seed``).
+    The caller's torch RNG state is left as it was (the run seeds its own draws from ``cfg.seed``), and
+    SAELens shows no progress bar and only errors during the run (:func:`~sae_causal_plugin._quiet.quiet_saelens`).
     """
     with torch.random.fork_rng(devices=[]), quiet_saelens():
         return _run(cfg, log or (lambda _: None))
