@@ -7,16 +7,16 @@ chosen SAE latents edited at one hook point, with the error-preserving arithmeti
 optionally to a spatial mask.
 
 Example:
-    >>> with DiffusionSteering(pipe, sae, "mid_block.hook_out", latents=[12], mode="add",
-    ...                        value=8.0, window=StepWindow(steps=(0, 5)), cfg="cond"):
+    >>> with DiffusionSteering(pipe, sae, [12], "add", 8.0, hook_name="mid_block.hook_out",
+    ...                        window=StepWindow(steps=(0, 5)), cfg="cond"):
     ...     image = pipe("a dog", num_inference_steps=20).images[0]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
+from sae_causal_plugin._validation import check_finite_tensor
 from sae_causal_plugin.diffusion.hooked import HookedDenoiser, hook_denoiser
 from sae_causal_plugin.diffusion.pipeline import (
     CFG_ROWS,
@@ -34,14 +35,8 @@ from sae_causal_plugin.diffusion.pipeline import (
     StepWindow,
     as_window,
 )
-from sae_causal_plugin.steering.core import (
-    STEERING_MODES,
-    LatentIds,
-    SteeringMode,
-    as_latent_list,
-    expand_latents,
-    steer_activations,
-)
+from sae_causal_plugin.steering.base import Steering, SteeringValue
+from sae_causal_plugin.steering.core import LatentIds, SteeringMode, steer_activations
 
 
 def _tracker_for(target: Any, cfg_layout: tuple[str, str] | None) -> GenerationTracker:
@@ -84,25 +79,18 @@ def resize_mask(mask: Float[Tensor, "h w"], x: Tensor) -> Float[Tensor, "..."]:
     return m if x.ndim == 4 else m.reshape(-1)
 
 
-class DiffusionSteering:
-    """Edit SAE concepts at a hook point for the duration of a ``with`` block.
+class DiffusionSteering(Steering):
+    """Edit SAE concepts at a hook point of a diffusion model for the duration of a ``with`` block.
+
+    Arguments as in :class:`~sae_causal_plugin.steering.base.Steering` (same order and checks as
+    :class:`~sae_causal_plugin.steering.language.LanguageSteering`), with ``target`` a diffusers
+    pipeline, a :class:`HookedDiffusionPipeline`, a hooked denoiser or a raw denoiser and
+    ``hook_name`` e.g. ``"mid_block.hook_out"`` or ``"transformer_blocks.3.hook_out"``, plus
 
     Args:
-        target: a diffusers pipeline, a :class:`HookedDiffusionPipeline`, a hooked denoiser or a
-            raw denoiser.
-        sae: a SAELens SAE trained on ``hook_name`` (its ``d_in`` must match the channels).
-        hook_name: e.g. ``"mid_block.hook_out"`` or ``"transformer_blocks.3.hook_out"``.
-        latents: latent index or indices to edit.
-        mode: ``"add"``, ``"clamp"``, ``"ablate"`` or ``"scale"``.
-        value: amount (add), target (clamp) or factor (scale); scalar or one per latent.
-            Required except for ablate.
-        strength: multiplies the edit; ``0`` leaves generation unchanged.
         window: the denoising steps to act on (default: all).
-        mask: ``(h, w)`` spatial weights, resized to each activation's grid.
+        mask: ``(h, w)`` finite spatial weights, resized to each activation's grid.
         cfg: CFG rows to act on: ``"cond"``, ``"uncond"`` or ``"both"``.
-        include_descendants: also edit every descendant of the latents in ``graph``.
-        graph: any object with ``descendants(node) -> set`` (e.g. ``graph.ConceptGraph``).
-        latent_of: maps graph node ids to latent indices of this SAE (default: node ids are ints).
         num_inference_steps: if given, the window is checked against that schedule up front.
         cfg_layout: CFG half order, when it differs from the pipeline's default.
     """
@@ -111,54 +99,38 @@ class DiffusionSteering:
         self,
         target: Any,
         sae: Any,
-        hook_name: str,
         latents: LatentIds,
         mode: SteeringMode = "add",
-        value: float | Sequence[float] | Tensor | None = None,
+        value: SteeringValue | None = None,
         *,
+        hook_name: str | None = None,
         strength: float = 1.0,
-        window: StepWindow | None = None,
-        mask: Float[Tensor, "h w"] | None = None,
-        cfg: CFGRows = "both",
         include_descendants: bool = False,
         graph: Any = None,
         latent_of: Callable[[Any], int | None] | None = None,
+        window: StepWindow | None = None,
+        mask: Float[Tensor, "h w"] | None = None,
+        cfg: CFGRows = "both",
         num_inference_steps: int | None = None,
         cfg_layout: tuple[str, str] | None = None,
     ):
-        if mode not in STEERING_MODES:
-            raise ValueError(f"mode must be one of {STEERING_MODES}, got {mode!r}")
-        if value is None and mode != "ablate":
-            raise ValueError(f"mode {mode!r} needs value= (amount, target or factor)")
         if cfg not in CFG_ROWS:
             raise ValueError(f"cfg must be one of {CFG_ROWS}, got {cfg!r}")
-        if mask is not None and mask.ndim != 2:
-            raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
+        if mask is not None:
+            if mask.ndim != 2:
+                raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
+            check_finite_tensor(mask, "mask", "give finite spatial weights")
         self.tracker = _tracker_for(target, cfg_layout)
         self.denoiser = self.tracker.denoiser
-        self.denoiser.check_hook_name(hook_name)
-        channels = self.denoiser.hook_channels(hook_name)
-        if channels is not None and int(sae.cfg.d_in) != channels:
-            raise ValueError(
-                f"SAE d_in={sae.cfg.d_in} but {hook_name} has {channels} channels; "
-                "use the SAE trained on this hook, or the hook it was trained on"
-            )
-        ids = as_latent_list(latents, int(sae.cfg.d_sae))
-        if include_descendants:
-            if graph is None:
-                raise ValueError("include_descendants=True needs graph= (a ConceptGraph)")
-            ids = as_latent_list(expand_latents(ids, graph, latent_of), int(sae.cfg.d_sae))
+        super().__init__(self.denoiser, sae, latents, mode, value, hook_name=hook_name, strength=strength,
+                         include_descendants=include_descendants, graph=graph, latent_of=latent_of)
         self.window = as_window(window)
         self.tracker.check_window(self.window, num_inference_steps)
-        self.sae = sae
-        self.hook_name = hook_name
-        self.latents = ids
-        self.mode = mode
-        self.value = 0.0 if value is None else value
-        self.strength = strength
         self.mask = mask
         self.cfg = cfg
-        self._stack: ExitStack | None = None
+
+    def hook_width(self, hook_name: str) -> int | None:
+        return self.denoiser.hook_channels(hook_name)
 
     def edit(self, x: Tensor, hook: HookPoint | None = None) -> Tensor:
         """The steering hook: ``x`` with the concepts edited (no window / row gating)."""
@@ -174,24 +146,13 @@ class DiffusionSteering:
             channel_dim=1 if x.ndim == 4 else -1,
         )
 
-    def __enter__(self) -> "DiffusionSteering":
-        if self._stack is not None:
-            raise RuntimeError("this steering context is already active")
-        stack = ExitStack()
-        try:
-            hook = self.tracker.gate(self.edit, self.window, self.cfg)
-            stack.enter_context(self.denoiser.hooks(fwd_hooks=[(self.hook_name, hook)]))
-            stack.enter_context(self.tracker.attached([] if self.window.is_all else [self.window]))
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
-        return self
+    def hook_fn(self) -> Callable[..., Tensor | None]:
+        """:meth:`edit`, run only inside the step window and on the chosen CFG rows."""
+        return self.tracker.gate(self.edit, self.window, self.cfg)
 
-    def __exit__(self, *exc: Any) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            stack.close()
+    def extra_contexts(self) -> list[AbstractContextManager[Any]]:
+        """Track denoiser calls (step, timestep, CFG rows) while the hook is on."""
+        return [self.tracker.attached([] if self.window.is_all else [self.window])]
 
 
 __all__ = ["DiffusionSteering", "resize_mask"]

@@ -1,10 +1,12 @@
 """Concept steering with SAEs: pure arithmetic in :mod:`.core`, model glue elsewhere.
 
-Diffusion steering lives in :mod:`sae_causal_plugin.diffusion.steering`, language-model steering
-(TransformerLens ``HookedTransformer`` / SAELens ``HookedSAETransformer``) in :mod:`.language`;
-both share :func:`steer_activations`.
+:class:`Steering` (:mod:`.base`) holds what every model shares: the argument checks, the hook and
+the ``with`` block.  Its subclasses are language-model steering (TransformerLens
+``HookedTransformer`` / SAELens ``HookedSAETransformer``) in :mod:`.language` and diffusion
+steering in :mod:`sae_causal_plugin.diffusion.steering`; both edit with :func:`steer_activations`.
 """
 
+from sae_causal_plugin.steering.base import Steering
 from sae_causal_plugin.steering.core import (
     STEERING_MODES,
     HasDescendants,
@@ -26,6 +28,7 @@ __all__ = [
     "STEERING_MODES",
     "HasDescendants",
     "LanguageSteering",
+    "Steering",
     "SteeringMode",
     "as_latent_list",
     "decoder_directions",

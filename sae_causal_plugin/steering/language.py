@@ -19,44 +19,19 @@ stream (``<hook>.hook_sae_output``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from sae_causal_plugin._validation import check_float, check_floats
-from sae_causal_plugin.steering.core import (
-    STEERING_MODES,
-    LatentIds,
-    SteeringMode,
-    as_latent_list,
-    expand_latents,
-    steer_activations,
-)
+from sae_causal_plugin._validation import check_float
+from sae_causal_plugin.steering.base import Steering, SteeringValue, resolve_hook_name
+from sae_causal_plugin.steering.core import LatentIds, SteeringMode, steer_activations
 
 Positions = int | Sequence[int] | Tensor | None
-
-
-def resolve_hook_name(model: Any, hook_name: str) -> str:
-    """``hook_name`` checked against ``model.hook_dict`` (the close names are listed if unknown).
-
-    On a ``HookedSAETransformer`` with an SAE spliced in at ``hook_name``, the stream after the
-    splice, ``<hook_name>.hook_sae_output``, is returned.
-    """
-    names = getattr(model, "hook_dict", None)
-    if names is None:
-        raise ValueError(f"model {type(model).__name__} has no hook_dict: give a HookedTransformer")
-    if hook_name in names:
-        return hook_name
-    if f"{hook_name}.hook_sae_output" in names:
-        return f"{hook_name}.hook_sae_output"
-    close = difflib.get_close_matches(hook_name, list(names), n=5, cutoff=0.5)
-    hint = f"; closest: {close}" if close else ""
-    raise ValueError(f"unknown hook name {hook_name!r}{hint}")
 
 
 @torch.no_grad()
@@ -73,13 +48,6 @@ def hook_width(model: Any, hook_name: str) -> int:
         raise ValueError(f"hook {hook_name!r} did not run in a forward pass")
     shape = shapes[0]
     return shape[-1] * shape[-2] if len(shape) == 4 else shape[-1]
-
-
-def default_hook_name(sae: Any) -> str:
-    name = getattr(getattr(getattr(sae, "cfg", None), "metadata", None), "hook_name", None)
-    if not name:
-        raise ValueError("the SAE's cfg.metadata.hook_name is not set: pass hook_name=")
-    return str(name)
 
 
 def check_positions(positions: Positions, n_ctx: int | None = None) -> Positions:
@@ -119,23 +87,16 @@ def position_mask(positions: Positions, batch: int, seq: int) -> Float[Tensor, "
     return mask.expand(batch, seq)
 
 
-class LanguageSteering:
+class LanguageSteering(Steering):
     """Edit SAE concepts at a hook point of a TransformerLens model for the duration of a ``with``.
 
+    Arguments as in :class:`~sae_causal_plugin.steering.base.Steering` (same order and checks as
+    :class:`~sae_causal_plugin.diffusion.DiffusionSteering`), with ``model`` a
+    ``HookedTransformer`` or ``HookedSAETransformer``, plus
+
     Args:
-        model: a ``HookedTransformer`` or ``HookedSAETransformer``.
-        sae: a SAELens SAE trained on ``hook_name`` (its ``d_in`` must match the hook).
-        latents: latent index or indices to edit (graph nodes when ``include_descendants``).
-        mode: ``"add"``, ``"clamp"``, ``"ablate"`` or ``"scale"``.
-        value: amount (add), target (clamp) or factor (scale); scalar or one per latent.
-            Required except for ablate.
-        hook_name: default ``sae.cfg.metadata.hook_name``.
-        strength: multiplies the edit; ``0`` leaves the model unchanged.
         positions: token positions to edit (ints, negative from the end, or a bool mask
             ``[seq]`` / ``[batch, seq]``); default every position.
-        include_descendants: also edit every descendant (finer concept) of the latents in ``graph``.
-        graph: a ``ConceptGraph`` (or anything with ``descendants``) whose nodes are latents.
-        latent_of: maps graph node ids to latent indices of this SAE (default: nodes are ints).
     """
 
     def __init__(
@@ -144,46 +105,22 @@ class LanguageSteering:
         sae: Any,
         latents: LatentIds,
         mode: SteeringMode = "add",
-        value: float | Sequence[float] | Tensor | None = None,
+        value: SteeringValue | None = None,
         *,
         hook_name: str | None = None,
         strength: float = 1.0,
-        positions: Positions = None,
         include_descendants: bool = False,
         graph: Any = None,
         latent_of: Callable[[Any], int | None] | None = None,
+        positions: Positions = None,
     ):
-        if mode not in STEERING_MODES:
-            raise ValueError(f"mode must be one of {STEERING_MODES}, got {mode!r}")
-        if value is None and mode != "ablate":
-            raise ValueError(f"mode {mode!r} needs value= (amount, target or factor)")
-        if value is not None:
-            check_floats(value, "value")
-        strength = check_float(strength, "strength")
-        self.hook_name = resolve_hook_name(model, hook_name or default_hook_name(sae))
-        width = hook_width(model, self.hook_name)
-        if int(sae.cfg.d_in) != width:
-            raise ValueError(
-                f"SAE d_in={sae.cfg.d_in} but {self.hook_name} has {width} channels; "
-                "use the SAE trained on this hook, or the hook it was trained on")
-        ids = as_latent_list(latents, int(sae.cfg.d_sae))
-        if include_descendants:
-            if graph is None:
-                raise ValueError("include_descendants=True needs graph= (a ConceptGraph)")
-            if hasattr(graph, "__contains__"):
-                missing = [i for i in ids if i not in graph]
-                if missing:
-                    raise ValueError(f"latents {missing} are not concepts of the graph; "
-                                     "steer them without include_descendants or pick graph nodes")
-            ids = as_latent_list(expand_latents(ids, graph, latent_of), int(sae.cfg.d_sae))
+        super().__init__(model, sae, latents, mode, value, hook_name=hook_name, strength=strength,
+                         include_descendants=include_descendants, graph=graph, latent_of=latent_of)
         self.positions = check_positions(positions, getattr(model.cfg, "n_ctx", None))
         self.model = model
-        self.sae = sae
-        self.latents = ids
-        self.mode = mode
-        self.value = 0.0 if value is None else value
-        self.strength = strength
-        self._stack: ExitStack | None = None
+
+    def hook_width(self, hook_name: str) -> int:
+        return hook_width(self.hooked, hook_name)
 
     def edit(self, x: Float[Tensor, "batch seq ..."], hook: Any = None) -> Tensor:
         """The steering hook: ``x`` with the concepts edited at the chosen positions."""
@@ -194,19 +131,6 @@ class LanguageSteering:
                                 strength=self.strength,
                                 mask=None if mask is None else mask.to(flat.device))
         return out.unflatten(-1, x.shape[-2:]) if heads else out
-
-    def __enter__(self) -> "LanguageSteering":
-        if self._stack is not None:
-            raise RuntimeError("this steering context is already active")
-        stack = ExitStack()
-        stack.enter_context(self.model.hooks(fwd_hooks=[(self.hook_name, self.edit)]))
-        self._stack = stack
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            stack.close()
 
 
 def _steered(steering: LanguageSteering | None) -> Any:

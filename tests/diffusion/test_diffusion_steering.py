@@ -40,11 +40,11 @@ def _no_hooks_left(denoiser) -> bool:
 def test_steering_changes_generation_and_strength_zero_is_identity(sd_pipe, sd_call, sae):
     ref = sd_pipe(**sd_call()).images
     with DiffusionSteering(
-        sd_pipe, sae, MID, [3, 7], "add", 20.0, window=StepWindow(steps=(0, 2)), cfg="cond"
+        sd_pipe, sae, [3, 7], "add", 20.0, hook_name=MID, window=StepWindow(steps=(0, 2)), cfg="cond"
     ) as steer:
         steered = sd_pipe(**sd_call()).images
     assert not torch.allclose(steered, ref)
-    with DiffusionSteering(sd_pipe, sae, MID, [3, 7], "add", 20.0, strength=0.0):
+    with DiffusionSteering(sd_pipe, sae, [3, 7], "add", 20.0, hook_name=MID, strength=0.0):
         same = sd_pipe(**sd_call()).images
     assert torch.equal(same, ref)
     assert _no_hooks_left(steer.denoiser)
@@ -55,7 +55,7 @@ def test_edit_at_the_hook_is_error_preserving_and_row_limited(sd_pipe, sd_call, 
     hp = HookedDiffusionPipeline(sd_pipe)
     _, ref = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
     with DiffusionSteering(
-        hp, sae, MID, [5], "clamp", 4.0, cfg="cond", window=StepWindow(steps=(0, 1))
+        hp, sae, [5], "clamp", 4.0, hook_name=MID, cfg="cond", window=StepWindow(steps=(0, 1))
     ):
         _, c = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
     x, y = ref[MID, 667], c[MID, 667]
@@ -72,7 +72,7 @@ def test_spatial_mask(sd_pipe, sd_call, sae):
     _, ref = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
     mask = torch.zeros(16, 16)
     mask[:, :8] = 1.0  # left half of the image
-    with DiffusionSteering(hp, sae, MID, [1], "add", 5.0, mask=mask):
+    with DiffusionSteering(hp, sae, [1], "add", 5.0, hook_name=MID, mask=mask):
         _, c = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
     changed = (c[MID, 667] - ref[MID, 667]).abs().sum(1) > 0  # (B, 4, 4)
     assert changed[:, :, :2].all() and not changed[:, :, 2:].any()
@@ -96,11 +96,11 @@ class _Graph:
 
 def test_include_descendants(sd_pipe, sae):
     steer = DiffusionSteering(
-        sd_pipe, sae, MID, [0], "ablate", include_descendants=True, graph=_Graph()
+        sd_pipe, sae, [0], "ablate", hook_name=MID, include_descendants=True, graph=_Graph()
     )
     assert steer.latents == [0, 3, 9]
     with pytest.raises(ValueError, match="needs graph="):
-        DiffusionSteering(sd_pipe, sae, MID, [0], "ablate", include_descendants=True)
+        DiffusionSteering(sd_pipe, sae, [0], "ablate", hook_name=MID, include_descendants=True)
 
 
 def test_steering_a_bare_denoiser_by_timestep(denoisers):
@@ -113,10 +113,10 @@ def test_steering_a_bare_denoiser_by_timestep(denoisers):
         with DiffusionSteering(
             hooked,
             sae,
-            "transformer_blocks.0.hook_out",
             [2],
             "add",
             10.0,
+            hook_name="transformer_blocks.0.hook_out",
             window=StepWindow(timesteps=(400, 600)),
         ):
             inside = model(**kw).sample  # timestep 500
@@ -131,36 +131,36 @@ def test_bad_input(sd_pipe, sd_call, sae):
     handle = sd_pipe.unet.register_forward_pre_hook(lambda m, a: calls.append(1))
     try:
         with pytest.raises(ValueError, match=r"d_in=16 but mid_block.hook_out has 32 channels"):
-            DiffusionSteering(sd_pipe, _sae(d_in=16), MID, [0], "add", 1.0)
-        with pytest.raises(ValueError, match="Closest names"):
-            DiffusionSteering(sd_pipe, sae, "mid_block.hook_outt", [0], "add", 1.0)
+            DiffusionSteering(sd_pipe, _sae(d_in=16), [0], "add", 1.0, hook_name=MID)
+        with pytest.raises(ValueError, match="closest names"):
+            DiffusionSteering(sd_pipe, sae, [0], "add", 1.0, hook_name="mid_block.hook_outt")
         with pytest.raises(ValueError, match="starts after the last of the 3"):
             DiffusionSteering(
                 sd_pipe,
                 sae,
-                MID,
                 [0],
                 "add",
                 1.0,
+                hook_name=MID,
                 window=StepWindow(steps=(5, 9)),
                 num_inference_steps=3,
             )
         with pytest.raises(ValueError, match="outside the scheduler's range"):
             DiffusionSteering(
-                sd_pipe, sae, MID, [0], "add", 1.0, window=StepWindow(timesteps=(0, 5000))
+                sd_pipe, sae, [0], "add", 1.0, hook_name=MID, window=StepWindow(timesteps=(0, 5000))
             )
         with pytest.raises(ValueError, match="needs value="):
-            DiffusionSteering(sd_pipe, sae, MID, [0], "clamp")
+            DiffusionSteering(sd_pipe, sae, [0], "clamp", hook_name=MID)
         with pytest.raises(ValueError, match=r"outside the SAE's range \[0, 64\)"):
-            DiffusionSteering(sd_pipe, sae, MID, [64], "add", 1.0)
+            DiffusionSteering(sd_pipe, sae, [64], "add", 1.0, hook_name=MID)
         with pytest.raises(ValueError, match="cfg must be one of"):
-            DiffusionSteering(sd_pipe, sae, MID, [0], "add", 1.0, cfg="positive")
+            DiffusionSteering(sd_pipe, sae, [0], "add", 1.0, hook_name=MID, cfg="positive")
     finally:
         handle.remove()
     assert calls == []
     # a window that misses the actual schedule is caught at the first denoiser call
     steer = DiffusionSteering(
-        sd_pipe, sae, MID, [0], "add", 1.0, window=StepWindow(timesteps=(400, 600))
+        sd_pipe, sae, [0], "add", 1.0, hook_name=MID, window=StepWindow(timesteps=(400, 600))
     )
     with pytest.raises(ValueError, match="selects none of the 3 denoising steps"), steer:
         sd_pipe(**sd_call())
@@ -168,7 +168,7 @@ def test_bad_input(sd_pipe, sd_call, sae):
 
 
 def test_hooks_removed_when_body_raises(sd_pipe, sd_call, sae):
-    steer = DiffusionSteering(sd_pipe, sae, MID, [0], "add", 1.0)
+    steer = DiffusionSteering(sd_pipe, sae, [0], "add", 1.0, hook_name=MID)
     with pytest.raises(KeyError), steer:
         raise KeyError("inside")
     assert _no_hooks_left(steer.denoiser)
