@@ -16,15 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_causal_plugin.diffusion import DiffusionSteering, HookedDiffusionPipeline, StepWindow
+from sae_causal_plugin.diffusion.pipeline import CFGRows
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.steering.core import SteeringMode
 from sae_causal_plugin.worlds.diffusion_world.concepts import check_concept
 from sae_causal_plugin.worlds.diffusion_world.model import DEFAULT_STEPS, HOOK
+
 
 class ImageLevelSAE:
     """An SAE trained on image-level (token-mean) activations, used on every token of an image.
@@ -103,73 +107,99 @@ def latent_graph(concept_graph: Any, latents_at_t: Mapping[str, Sequence[int]]) 
     return g
 
 
+@dataclass(frozen=True)
+class ConceptSteeringOptions:
+    """How :func:`concept_steering` edits a concept, besides the mode and value."""
+
+    hook: str = HOOK
+    """The hook the SAEs read (``hook_name`` of every :class:`DiffusionSteering`)."""
+    windows: Mapping[int, StepWindow] | None = None
+    """``{timestep: StepWindow}``, default :func:`timestep_windows`; a window that selects no step
+    of the schedule raises ``ValueError``."""
+    include_descendants: bool = False
+    """Also edit the concept's descendants in ``concept_graph``."""
+    concept_graph: Any = None
+    """A graph over concept names (edges child -> parent); needed with ``include_descendants``."""
+    num_inference_steps: int | None = DEFAULT_STEPS
+    """The schedule the windows are checked against up front."""
+    strength: float = 1.0
+    """Multiplies every edit; ``0`` leaves generation unchanged."""
+    mask: Tensor | None = None
+    """``(h, w)`` spatial weights, resized to each activation's grid."""
+    cfg: CFGRows = "both"
+    """CFG rows to act on: ``"cond"``, ``"uncond"`` or ``"both"``."""
+
+    def __post_init__(self) -> None:
+        if self.include_descendants and self.concept_graph is None:
+            raise ValueError("include_descendants=True needs concept_graph= (a graph over concept names)")
+
+
+def _latents_by_timestep(
+    concept_latents: ConceptLatents, concept: str, timesteps: Sequence[int], opts: ConceptSteeringOptions,
+) -> dict[int, tuple[list[int], ConceptGraph | None]]:
+    """``{t: (latents to steer, latent graph or None)}`` for the SAEs that hold latents of the concept."""
+    graph = opts.concept_graph
+    family = [concept] + (sorted(graph.descendants(concept)) if opts.include_descendants else [])
+    if not any(concept_latents.get(c, {}).get(t) for c in family for t in timesteps):
+        raise ValueError(f"concept {concept!r} has no latents in the SAEs at timesteps {sorted(timesteps)}")
+    out = {}
+    for t in timesteps:
+        at_t = {c: [int(i) for i in v.get(t, ())] for c, v in concept_latents.items()}
+        ids = at_t.get(concept, [])
+        if opts.include_descendants and not ids:  # the concept has no latent here, its descendants may have
+            ids = sorted({i for c in family[1:] for i in at_t.get(c, ())})
+        if ids:
+            out[t] = (ids, latent_graph(graph, at_t) if opts.include_descendants else None)
+    return out
+
+
 @contextmanager
 def concept_steering(
     pipe: Any,
     saes: Mapping[int, Any],
     concept_latents: ConceptLatents,
     concept: str,
-    mode: str = "ablate",
+    mode: SteeringMode = "ablate",
     value: float | Sequence[float] | Tensor | None = None,
-    *,
-    hook: str = HOOK,
-    windows: Mapping[int, StepWindow] | None = None,
-    include_descendants: bool = False,
-    concept_graph: Any = None,
-    num_inference_steps: int | None = DEFAULT_STEPS,
-    **kwargs: Any,
+    options: ConceptSteeringOptions | None = None,
+    **overrides: Any,
 ) -> Iterator[list[DiffusionSteering]]:
     """Edit one concept's latents in every per-timestep SAE, each on its own window of steps.
 
     Args:
         pipe: the pipeline (or a ``HookedDiffusionPipeline`` around it).
-        saes: ``{timestep: SAE}`` trained on ``hook``.
+        saes: ``{timestep: SAE}`` trained on the options' ``hook``.
         concept_latents: ``{concept: {timestep: [latent, ...]}}``.
         concept: the concept to edit (``ValueError`` if it is not a concept of the world).
         mode, value: as in :class:`~sae_causal_plugin.diffusion.DiffusionSteering`.
-        hook: the hook the SAEs read.
-        windows: ``{timestep: StepWindow}`` (default :func:`timestep_windows`); a window that
-            selects no step of the schedule raises ``ValueError``.
-        include_descendants: also edit the concept's descendants in ``concept_graph``.
-        concept_graph: a graph over concept names (needed with ``include_descendants``).
-        num_inference_steps: the schedule the windows are checked against up front.
-        **kwargs: more ``DiffusionSteering`` arguments (``strength``, ``mask``, ``cfg``).
+        options: a :class:`ConceptSteeringOptions` (default: its defaults).
+        **overrides: fields of ``options`` to replace, e.g. ``hook=``, ``include_descendants=True,
+            concept_graph=...``, ``num_inference_steps=``, ``windows=``, ``strength=``.
 
     Yields:
-        the entered ``DiffusionSteering`` contexts.
+        the entered ``DiffusionSteering`` contexts, one per SAE with latents of the concept.
     """
+    opts = replace(options or ConceptSteeringOptions(), **overrides)
     check_concept(concept)
-    if include_descendants and concept_graph is None:
-        raise ValueError("include_descendants=True needs concept_graph= (a graph over concept names)")
-    if include_descendants and concept not in concept_graph:
+    if opts.include_descendants and concept not in opts.concept_graph:
         raise ValueError(f"concept {concept!r} is not a node of concept_graph")
-    wins = dict(windows) if windows is not None else timestep_windows(list(saes))
+    wins = dict(opts.windows) if opts.windows is not None else timestep_windows(list(saes))
     missing = [t for t in wins if t not in saes]
     if missing:
         raise ValueError(f"windows for timesteps {missing} that have no SAE; SAEs: {sorted(saes)}")
-    own = concept_latents.get(concept, {})
-    family = [concept] + (sorted(concept_graph.descendants(concept)) if include_descendants else [])
-    if not any(concept_latents.get(c, {}).get(t) for c in family for t in wins):
-        raise ValueError(f"concept {concept!r} has no latents in the SAEs at timesteps {sorted(wins)}")
+    plan = _latents_by_timestep(concept_latents, concept, list(wins), opts)
     target = pipe if isinstance(pipe, HookedDiffusionPipeline) else HookedDiffusionPipeline(pipe)
     with ExitStack() as stack:
         entered = []
-        for t, window in wins.items():
-            ids = [int(i) for i in own.get(t, ())]
-            extra: dict[str, Any] = {}
-            if include_descendants:
-                at_t = {c: list(v.get(t, ())) for c, v in concept_latents.items()}
-                extra = dict(include_descendants=True, graph=latent_graph(concept_graph, at_t))
-                if not ids:  # the concept has no latent here, its descendants may have
-                    ids = sorted({int(i) for c in family[1:] for i in at_t.get(c, ())})
-            if not ids:
-                continue
+        for t, (ids, graph) in plan.items():
             steering = DiffusionSteering(
-                target, saes[t], hook, ids, mode, value, window=window,
-                num_inference_steps=num_inference_steps, **extra, **kwargs,
+                target, saes[t], ids, mode, value, hook_name=opts.hook, strength=opts.strength,
+                include_descendants=graph is not None, graph=graph, window=wins[t], mask=opts.mask,
+                cfg=opts.cfg, num_inference_steps=opts.num_inference_steps,
             )
             entered.append(stack.enter_context(steering))
         yield entered
 
 
-__all__ = ["ConceptLatents", "ImageLevelSAE", "concept_steering", "latent_graph", "timestep_windows"]
+__all__ = ["ConceptLatents", "ConceptSteeringOptions", "ImageLevelSAE", "concept_steering", "latent_graph",
+           "timestep_windows"]
