@@ -232,7 +232,7 @@ display(Image(filename=str(OUT / "recovered_concepts.png")))
 # %% [markdown]
 # ## 4. Steer generation
 #
-# `DiffusionSteering(pipe, sae, hook, latents, mode, value, window=..., mask=..., cfg=...)` is a
+# `DiffusionSteering(pipe, sae, latents, mode, value, hook_name=..., window=..., mask=..., cfg=...)` is a
 # context manager: inside it, every generation call edits the chosen SAE latents at the hook,
 # error-preservingly (`x + W_dec[S] (z'_S - z_S)`: the SAE's reconstruction error is kept, so
 # strength 0 is an exact no-op), on the steps of `window` only. Modes: `add`, `clamp`, `ablate`,
@@ -314,7 +314,7 @@ if options:
     high = float(saes[t_mid].encode(eval_acts[t_mid])[:, ids].max())
     base = dw.labels([*dw.ancestors(concept)]).repeat(6, 1)   # the parent chain, without the concept
     plain = pipe(base, latents=noise)
-    with DiffusionSteering(pipe, steer_saes[t_mid], dw.HOOK, ids, "clamp", value=high,
+    with DiffusionSteering(pipe, steer_saes[t_mid], ids, "clamp", value=high, hook_name=dw.HOOK,
                            window=StepWindow(timesteps=(300, 701)), num_inference_steps=20):
         steered = pipe(base, latents=noise)
     print(f"clamp {concept!r} (latents {ids} at t={t_mid}) to {high:.2f} on {dw.ancestors(concept)} scenes:\n"
@@ -369,7 +369,7 @@ if USE_REAL_MODELS:
     house_latents = sd_saes[501].encode(sd_acts[501][house_rows].cuda()).mean(0).topk(5).indices.tolist()
     generator = torch.Generator("cuda").manual_seed(0)
     plain_image = sd("a house with a chimney", num_inference_steps=50, generator=generator).images[0]
-    with DiffusionSteering(sd_hooked, sd_saes[501], SD_HOOK, house_latents, "ablate", cfg="both",
+    with DiffusionSteering(sd_hooked, sd_saes[501], house_latents, "ablate", hook_name=SD_HOOK, cfg="both",
                            window=StepWindow(timesteps=(300, 701)), num_inference_steps=50):
         generator = torch.Generator("cuda").manual_seed(0)
         steered_image = sd("a house with a chimney", num_inference_steps=50, generator=generator).images[0]
