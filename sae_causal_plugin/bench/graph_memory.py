@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import resource
 import sys
 import time
@@ -66,6 +65,7 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
+from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
 from sae_causal_plugin.graph import recover_concept_graph, true_hierarchy_graph
 
@@ -264,15 +264,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     cfg = config_from_args(ap, args, GraphMemoryConfig)
-    sae_lens_logger = logging.getLogger("sae_lens")
-    level_before = sae_lens_logger.level
-    try:
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
-            warnings.filterwarnings("ignore", message="Sparse invariant checks")
-            sae_lens_logger.setLevel(logging.ERROR)
-            return _run(cfg, args.json)
-    finally:
-        sae_lens_logger.setLevel(level_before)
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]), quiet_saelens():
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        return _run(cfg, args.json)
 
 
 def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:

@@ -7,17 +7,11 @@ import torch
 
 from sae_causal_plugin.cli.main import main
 
-from .conftest import write_yaml
+from tests.helpers import write_yaml
 
 
 @pytest.fixture(scope="module")
 def world_sae(tmp_path_factory):
-    try:
-        from sae_causal_plugin.worlds.language_world import load_language_world
-
-        load_language_world()
-    except (ImportError, FileNotFoundError):
-        pytest.skip("the shipped language-world model is not in this checkout")
     root = tmp_path_factory.mktemp("lw")
     config = write_yaml(root / "lw.yaml", {
         "architecture": "hierarchical_batchtopk", "model_name": "language-world",

@@ -6,7 +6,7 @@ import pytest
 
 from sae_causal_plugin.cli.main import main
 
-from .conftest import train_config, write_yaml
+from tests.helpers import train_config, write_yaml
 
 
 def test_train_saves_a_sae_lens_sae(trained_sae):

@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
-from cli.conftest import dataset_file, model_dir, train_config, trained_sae, write_yaml  # noqa: F401
 from sae_causal_plugin.cli.main import main
+
+from tests.helpers import train_config, write_yaml
 
 from .forkserver import ForkServer
 from .helpers import snapshot

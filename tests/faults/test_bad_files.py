@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from sae_causal_plugin.cli.main import main
 from sae_causal_plugin.graph import ConceptGraph
 
-from .conftest import train_config, write_yaml
+from tests.helpers import train_config, write_yaml
 from .helpers import assert_clean_failure, snapshot
 
 

@@ -9,7 +9,7 @@ import torch
 from sae_causal_plugin._validation import is_float_option
 from sae_causal_plugin.cli.main import build_parser, main
 
-from .conftest import train_config, write_yaml
+from tests.helpers import train_config, write_yaml
 from .helpers import assert_clean_failure
 
 #: the other arguments each command needs to reach its float options (argparse checks them first).

@@ -15,7 +15,7 @@ import pytest
 
 from sae_causal_plugin.cli.main import main
 
-from .conftest import train_config, write_yaml
+from tests.helpers import train_config, write_yaml
 from .helpers import (
     assert_clean_failure,
     assert_old_or_new,
@@ -36,12 +36,15 @@ def interrupt_cases(forks, variants, root, target, is_complete, command, logs):
     that finishes replaces the old result by a different new one.
     """
     expected = {p.name for p in root.iterdir()}
-    start = time.perf_counter()
-    pid = forks.run(variants[1], root, logs / "timing")
-    status = forks.wait(pid)
-    duration = time.perf_counter() - start
-    assert status == 0, (logs / "timing.err").read_text()
-    assert is_complete(target)
+    durations = []
+    for attempt in range(3):  # the fastest of three: a slow first run would push most signals past the end
+        start = time.perf_counter()
+        pid = forks.run(variants[1], root, logs / f"timing{attempt}")
+        status = forks.wait(pid)
+        durations.append(time.perf_counter() - start)
+        assert status == 0, (logs / f"timing{attempt}.err").read_text()
+        assert is_complete(target)
+    duration = min(durations)
     rng = random.Random(SEED)
     signals = [signal.SIGINT] * N_SIGINT + [signal.SIGKILL] * N_SIGKILL
     rng.shuffle(signals)

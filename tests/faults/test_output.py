@@ -15,7 +15,7 @@ from sae_causal_plugin.cli.main import main
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin import _files as files
 
-from .conftest import train_config, write_yaml
+from tests.helpers import train_config, write_yaml
 from .helpers import assert_clean_failure, is_complete_graph, is_complete_sae, snapshot
 
 

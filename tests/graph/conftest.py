@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
-from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+from sae_lens.saes.standard_sae import StandardSAE
 from sae_lens.synthetic import (
     ConstantFiringProbabilityConfig,
     FeatureDictionary,
@@ -15,21 +15,12 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
+from tests.helpers import identity_sae
+
 # Hand-built hierarchy on 7 latents (edges child -> parent):
 #   1 -> 0, 2 -> 0, 3 -> 1, 4 -> 2; 5 independent; 6 dense (fires ~97% of the time).
 HAND_EDGES = {(1, 0), (2, 0), (3, 1), (4, 2)}
 HAND_TRANSITIVE = {(3, 0), (4, 0)}
-
-
-def identity_sae(d: int) -> StandardSAE:
-    """A ReLU SAE with W_enc = W_dec = I and zero biases: encode(x) = relu(x) exactly."""
-    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=d))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 def hand_hierarchy_data(n: int = 4000, seed: int = 0) -> torch.Tensor:

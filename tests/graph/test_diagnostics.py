@@ -25,7 +25,7 @@ from sae_causal_plugin.graph import (
 )
 from sae_causal_plugin.graph.diagnostics import WRONG_EDGE_KINDS
 
-from .conftest import identity_sae
+from tests.helpers import identity_sae
 
 
 def _graph(*edges) -> ConceptGraph:

@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
-from .conftest import HAND_EDGES, HAND_TRANSITIVE, hand_hierarchy_data, identity_sae
+from tests.helpers import identity_sae
+
+from .conftest import HAND_EDGES, HAND_TRANSITIVE, hand_hierarchy_data
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 from sae_causal_plugin.graph import CoFiringStats, recover_concept_graph

@@ -72,15 +72,24 @@ def test_each_level_reads_the_same_paired_batch():
     assert len(seen) == 3 and all(torch.equal(a, b) for a, b in seen)
 
 
-def test_token_aligned_batches_are_flattened_for_training():
+def _trained_weights(batches, cfgs=None):
     torch.manual_seed(0)
-    saes = make_level_saes(level_cfgs())
+    saes = make_level_saes(cfgs or level_cfgs())
+    before = [s.W_dec.detach().clone() for s in saes]
+    train_level_saes(saes, batches, total_samples=40 * 2, batch_size=40, progress=False)
+    return before, [s.W_dec.detach().clone() for s in saes]
 
+
+def test_token_aligned_batches_are_flattened_for_training():
     def token_batches():
         for x in WORLD.batches(40, seed=3):
             yield [xi.reshape(4, 10, -1) for xi in x]
 
-    train_level_saes(saes, token_batches(), total_samples=40 * 2, batch_size=40)
+    _, from_tokens = _trained_weights(token_batches())
+    before, from_rows = _trained_weights(WORLD.batches(40, seed=3))
+    # [batch, pos, d] batches train exactly as the same rows given flat
+    assert all(torch.equal(a, b) for a, b in zip(from_tokens, from_rows))
+    assert not any(torch.equal(a, b) for a, b in zip(before, from_rows))
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -102,9 +111,14 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_topk_levels_train_too():
-    torch.manual_seed(0)
     cfgs = [TopKTrainingSAEConfig(d_in=6, d_sae=3, k=1), TopKTrainingSAEConfig(d_in=8, d_sae=6, k=2)]
-    train_level_saes(make_level_saes(cfgs), WORLD.batches(32, seed=1), total_samples=32 * 2, batch_size=32)
+    torch.manual_seed(0)
+    saes = make_level_saes(cfgs)
+    before = [s.W_dec.detach().clone() for s in saes]
+    trained = train_level_saes(saes, WORLD.batches(32, seed=1), total_samples=32 * 2, batch_size=32, progress=False)
+    assert [s.cfg.architecture() for s in trained] == ["topk", "topk"]
+    assert not any(torch.equal(a, s.W_dec.detach()) for a, s in zip(before, trained))
+    assert saes[0].cross_selection_map().shape == (6, 3)  # the cross-level map works on TopK levels too
 
 
 @pytest.mark.parametrize("case,match", [

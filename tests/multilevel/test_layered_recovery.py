@@ -2,26 +2,15 @@
 
 import pytest
 import torch
-from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
 from sae_causal_plugin.graph import layered_graph_from_firing
 from sae_causal_plugin.multilevel import recover_layered_graph
+from tests.helpers import identity_sae
 
 # fine latents 0..5; coarse 0 = fine0 OR fine1; coarse 1 = fine1 OR fine2 (fine1 has two parents);
 # coarse 2 = fine3 AND fine4; fine 5 is a parent of nothing.
 EDGES = {("L1:0", "L0:0"), ("L1:1", "L0:0"), ("L1:1", "L0:1"), ("L1:2", "L0:1"),
          ("L1:3", "L0:2"), ("L1:4", "L0:2")}
-
-
-def identity_sae(d: int) -> StandardSAE:
-    """encode(x) = relu(x): latent i fires exactly when x[i] > 0."""
-    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=d))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 def hand_data(n: int = 6000, seed: int = 0) -> list[torch.Tensor]:

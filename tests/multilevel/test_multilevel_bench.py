@@ -19,7 +19,9 @@ def test_tiny_run_prints_one_json_object_last(capsys):
     for r in parsed["results"]:
         assert {"method", "level_mcc", "edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard",
                 "seconds"} <= set(r)
-        assert len(r["level_mcc"]) == 2 and 0.0 <= r["edge_f1"] <= 1.0 and 0.0 <= r["seed_jaccard"] <= 1.0
+        # the tiny two-level world is easy: both methods recover its graph exactly (seeded run)
+        assert len(r["level_mcc"]) == 2 and min(r["level_mcc"]) > 0.97
+        assert r["edge_precision"] == r["edge_recall"] == r["edge_f1"] == 1.0 and r["seed_jaccard"] == 1.0
     assert report["config"]["concepts_per_level"] == [3, 6]
 
 

@@ -11,12 +11,7 @@ from sae_causal_plugin.worlds.diffusion_world import detectors, timestep_graph
 from sae_causal_plugin.worlds.diffusion_world.concepts import class_probabilities
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- hand-drawn images ---------------------------------------------------------------------------
@@ -349,8 +344,11 @@ def test_training_is_seeded_and_reads_back():
                     list(unet_b.state_dict().values()) + list(emb_b.state_dict().values())):
         assert torch.equal(a, b)
     out = readback_accuracy(dw.DiffusionWorldPipeline(unet_a, emb_a), per_class=1, num_inference_steps=1)
-    assert out["n"] == dw.N_CLASSES and 0.0 <= out["accuracy"] <= 1.0
-    assert set(out["per_concept"]) == set(dw.CONCEPTS)
+    # two training steps: no image reads back as its whole class; per concept about chance
+    assert out["n"] == dw.N_CLASSES and out["accuracy"] == 0.0
+    assert out["per_concept"] == pytest.approx({"house": 0.25, "tree": 0.75, "chimney": 0.5, "window": 0.5,
+                                                "apples": 0.75, "smoke": 0.25, "flowers": 1 / 3,
+                                                "basket": 1 / 12}, abs=1e-6)
 
 
 def test_image_level_sae_edits_every_token_of_an_image_alike():

@@ -39,8 +39,10 @@ def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
         assert attrs["timestep"] in (901, 501, 101)
         if "concept" in attrs:
             assert attrs["concept"] in CONCEPTS and attrs["match_f1"] >= 0.8
-    for key in ("edge_f1", "steer_success", "off_target_preserved", "ablation_success"):
-        assert 0.0 <= run.metrics[key] <= 1.0
+    # the seeded tiny run (60 SAE steps) finds no true edge and its steering does not yet work:
+    # the figures are counts over 2 generations per concept, pinned so a change shows
+    expected = {"edge_f1": 0.0, "steer_success": 0.0, "off_target_preserved": 1 / 6, "ablation_success": 0.0}
+    assert {k: run.metrics[k] for k in expected} == pytest.approx(expected, abs=1e-6)
     assert run.metrics["n_samples"] > 0 and run.metrics["seconds"] > 0
     json.dumps(run.metrics)  # plain JSON types
     assert "2 generations per concept" in run.description

@@ -149,6 +149,9 @@ def test_levels_are_layers_through_the_multilevel_trainer():
     assert xs[0].shape == xs[1].shape and xs[0].shape[0] == active.shape[0]
     graph = recover_layered_graph(saes, xs)
     scores = score_layered_graph(graph, saes, xs, active, TX)
-    assert 0.0 <= scores["layer_edge_f1"] <= 1.0
+    assert scores["layer_n_edges"] == len(graph.edges)
+    # the untrained tiny model: one latent matched to a concept, so no edge can be a taxonomy edge
+    assert scores["layer_n_matched"] == 1
+    assert scores["layer_edge_precision"] == scores["layer_edge_recall"] == scores["layer_edge_f1"] == 0.0
     with pytest.raises(ValueError, match="at least two hooks"):
         train_layer_saes(model, hooks=["blocks.0.hook_resid_post"])

@@ -1,15 +1,13 @@
-"""Tiny fixtures for the command line: a HookedTransformer saved to a folder, a dataset, a trained SAE."""
+"""Fixtures shared by several test folders: a tiny HookedTransformer saved to a folder, a dataset of
+token ids, an SAE trained on them by the command line, torch on one thread."""
 
 import random
 
 import pytest
 import torch
-import yaml
 
 from sae_causal_plugin.cli.main import main
-
-D_VOCAB = 40
-
+from tests.helpers import D_VOCAB, single_thread, train_config, write_yaml
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
@@ -35,36 +33,6 @@ def dataset_file(tmp_path_factory):
     return path
 
 
-def train_config(model_dir, dataset_file, out, **changes):
-    cfg = {
-        "architecture": "hierarchical_topk",
-        "model_name": str(model_dir),
-        "hook_name": "blocks.0.hook_resid_post",
-        "dataset_path": str(dataset_file),
-        "context_size": 16,
-        "training_tokens": 4096,
-        "train_batch_size_tokens": 128,
-        "store_batch_size_prompts": 8,
-        "n_batches_in_buffer": 16,
-        "n_batches_for_norm_estimate": 2,
-        "dead_feature_window": 5,
-        "feature_sampling_window": 10,
-        "n_eval_batches": 1,
-        "prepend_bos": False,
-        "verbose": False,
-        "lr": "3e-3",  # YAML 1.1 reads this as a string; the loader accepts it as a number
-        "output_path": str(out),
-        "sae": {"d_sae": 32, "k": 3},
-    }
-    cfg.update(changes)
-    return cfg
-
-
-def write_yaml(path, data):
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.fixture(scope="session")
 def trained_sae(model_dir, dataset_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
@@ -72,3 +40,10 @@ def trained_sae(model_dir, dataset_file, tmp_path_factory):
     config = write_yaml(root / "train.yaml", train_config(model_dir, dataset_file, out))
     assert main(["train", str(config)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a whole module (request it from an autouse fixture or ``usefixtures``)."""
+    with single_thread():
+        yield

@@ -1,0 +1,65 @@
+"""Helpers shared across the test folders (plain functions; the shared fixtures are in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import yaml
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+D_VOCAB = 40  # vocabulary of the tiny HookedTransformer of the ``model_dir`` fixture
+
+
+def identity_sae(d: int) -> StandardSAE:
+    """A ReLU SAE with W_enc = W_dec = I and zero biases: encode(x) = relu(x) exactly, so latent i
+    fires exactly when x[i] > 0."""
+    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=d))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """torch on one thread for the block (tiny models run ~10x faster so on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_config(model_dir, dataset_file, out, **changes):
+    cfg = {
+        "architecture": "hierarchical_topk",
+        "model_name": str(model_dir),
+        "hook_name": "blocks.0.hook_resid_post",
+        "dataset_path": str(dataset_file),
+        "context_size": 16,
+        "training_tokens": 4096,
+        "train_batch_size_tokens": 128,
+        "store_batch_size_prompts": 8,
+        "n_batches_in_buffer": 16,
+        "n_batches_for_norm_estimate": 2,
+        "dead_feature_window": 5,
+        "feature_sampling_window": 10,
+        "n_eval_batches": 1,
+        "prepend_bos": False,
+        "verbose": False,
+        "lr": "3e-3",  # YAML 1.1 reads this as a string; the loader accepts it as a number
+        "output_path": str(out),
+        "sae": {"d_sae": 32, "k": 3},
+    }
+    cfg.update(changes)
+    return cfg
+
+
+def write_yaml(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
