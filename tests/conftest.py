@@ -47,3 +47,12 @@ def one_thread():
     """torch on one thread for a whole module (request it from an autouse fixture or ``usefixtures``)."""
     with single_thread():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _torch_seeded():
+    """Every test starts from ``torch.manual_seed(0)`` (so no test needs its own first-line seed); the
+    caller's global torch RNG is put back afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield

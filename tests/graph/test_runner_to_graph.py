@@ -16,7 +16,6 @@ from sae_causal_plugin import (
 
 
 def test_synthetic_runner_sae_is_factorised_recovered_and_diagnosed(tmp_path):
-    torch.manual_seed(0)
     cfg = SyntheticSAERunnerConfig(
         synthetic_model=SyntheticModelConfig(
             num_features=32, hidden_dim=16, seed=0, bias=False,

@@ -26,7 +26,6 @@ def level_cfgs(k=(0.8, 1.2), dims=(6, 8), widths=(3, 6)):
 
 
 def test_cross_level_terms_appear_in_saelens_losses_and_train_the_map():
-    torch.manual_seed(0)
     saes = make_level_saes(level_cfgs(), CrossLevelConfig(selection_warm_up_steps=0))
     before = saes[0].cross_selection_logits.detach().clone()
     outputs = {}
@@ -50,7 +49,6 @@ def test_cross_level_terms_appear_in_saelens_losses_and_train_the_map():
 
 
 def test_baseline_runs_the_same_loop_without_cross_level_terms():
-    torch.manual_seed(0)
     saes = make_level_saes(level_cfgs(), CrossLevelConfig().independent())
     assert saes[0].cross_selection_logits is None and not len(saes[1].cross_readouts)
     assert not any(name.startswith("cross") for name in saes[0].get_coefficients())
@@ -58,7 +56,6 @@ def test_baseline_runs_the_same_loop_without_cross_level_terms():
 
 
 def test_each_level_reads_the_same_paired_batch():
-    torch.manual_seed(0)
     saes = make_level_saes(level_cfgs())
     seen = []
     original = saes[1].training_forward_pass
@@ -93,7 +90,6 @@ def test_token_aligned_batches_are_flattened_for_training():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    torch.manual_seed(0)
     saes = make_level_saes(level_cfgs())
     train_level_saes(saes, WORLD.batches(64, seed=1), total_samples=64 * 3, batch_size=64)
     save_multilevel(saes, tmp_path / "run")

@@ -117,7 +117,6 @@ def test_mask_limits_the_edit(sae):
 
 
 def test_topk_rescaled_decoder_directions():
-    torch.manual_seed(0)
     sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=3, rescale_acts_by_decoder_norm=True))
     with torch.no_grad():
         sae.W_dec.mul_(3.0)
