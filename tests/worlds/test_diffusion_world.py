@@ -337,7 +337,9 @@ def test_training_is_seeded_and_reads_back():
     from sae_causal_plugin.worlds.diffusion_world.train import TrainConfig, readback_accuracy, train_denoiser
 
     cfg = TrainConfig(steps=2, batch_size=4, warmup_steps=1, log_every=1)
+    rng = torch.get_rng_state()
     unet_a, emb_a, summary = train_denoiser(cfg, log=None)
+    assert torch.equal(torch.get_rng_state(), rng)  # seeded inside, the caller's stream untouched
     unet_b, emb_b, _ = train_denoiser(cfg, log=None)
     assert summary["train"]["seed"] == 0 and summary["train_seconds"] >= 0
     for a, b in zip(list(unet_a.state_dict().values()) + list(emb_a.state_dict().values()),

@@ -127,8 +127,10 @@ def test_tiny_sae_trains_through_the_saelens_runner(tmp_path):
 
     torch.manual_seed(0)
     model = build_model(d_model=16, d_head=8, n_heads=2, d_mlp=32, n_layers=1).eval()
+    rng = torch.get_rng_state()
     sae, saved = train_layer_sae(model, training_tokens=4096, n_documents=64, batch_size_tokens=256,
                                  sae_config=default_sae_config(16, d_sae=32, k=2), out_dir=tmp_path / "sae")
+    assert torch.equal(torch.get_rng_state(), rng)  # it seeds its own run, not the caller's stream
     assert sae.cfg.d_in == 16 and sae.cfg.architecture() == "hierarchical_batchtopk"
     assert saved is not None and (saved / "cfg.json").is_file() and (saved / "sae_weights.safetensors").is_file()
 

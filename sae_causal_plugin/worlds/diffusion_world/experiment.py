@@ -76,6 +76,7 @@ from sae_causal_plugin.worlds.diffusion_world.detectors import detect_concepts
 from sae_causal_plugin.worlds.diffusion_world.model import HOOK, DiffusionWorldPipeline, load_pretrained
 from sae_causal_plugin.worlds.diffusion_world.scenes import sample_scenes, to_model
 from sae_causal_plugin.worlds.diffusion_world.steering import ImageLevelSAE, concept_steering
+from sae_causal_plugin._rng import keeps_global_rng
 
 TARGETS = {"edge_f1": 0.80, "steer_success": 0.90, "off_target_preserved": 0.90,
            "ablation_success": 0.95}
@@ -238,6 +239,7 @@ def true_mean_l0() -> float:
     return float((class_probabilities() * all_classes().sum(1).double()).sum())
 
 
+@keeps_global_rng
 def train_sae(acts: Float[Tensor, "rows d_in"], cfg: DiffusionWorldConfig, seed: int, hook: str,
               timestep: int) -> SAE:
     """A hierarchical BatchTopK SAE trained by ``SAETrainer``, returned as a SAELens inference SAE."""

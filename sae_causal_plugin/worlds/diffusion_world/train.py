@@ -30,6 +30,7 @@ from sae_causal_plugin.worlds.diffusion_world.model import (
     build_scheduler,
 )
 from sae_causal_plugin.worlds.diffusion_world.scenes import SHIFTS, render, to_model
+from sae_causal_plugin._rng import keeps_global_rng
 
 
 @dataclass
@@ -74,6 +75,7 @@ def _target(kind: str, x0: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
     raise ValueError(f"unsupported prediction_type {kind!r}")
 
 
+@keeps_global_rng
 def train_denoiser(
     cfg: TrainConfig | None = None, log: Callable[[str], None] | None = print
 ) -> tuple[nn.Module, ConceptEmbedding, dict[str, Any]]:

@@ -26,6 +26,7 @@ from sae_causal_plugin.worlds.language_world.saes import (
     match_latents_to_concepts,
 )
 from sae_causal_plugin.worlds.language_world.taxonomy import Taxonomy
+from sae_causal_plugin._rng import keeps_global_rng
 
 #: level 0 (most abstract) first: the later layer, then the earlier one.
 LAYER_HOOKS = ("blocks.1.hook_resid_post", "blocks.0.hook_resid_post")
@@ -46,6 +47,7 @@ def _batches(xs: Sequence[Tensor], batch_size: int, seed: int) -> Iterator[list[
                 yield [x[idx] for x in xs]
 
 
+@keeps_global_rng
 def train_layer_saes(
     model: Any, *, hooks: Sequence[str] = LAYER_HOOKS, seed: int = 0, n_documents: int = 2048,
     d_sae: int = 48, k: int = 3, total_samples: int = 200_000, batch_size: int = 512, progress: bool = False,

@@ -26,6 +26,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from sae_causal_plugin.worlds.language_world import corpus as _corpus
 from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from sae_causal_plugin._rng import keeps_global_rng
 
 #: the architecture; ``d_vocab`` is filled from the taxonomy's vocabulary.
 MODEL_CONFIG: dict[str, Any] = dict(
@@ -69,6 +70,7 @@ def build_model(taxonomy: Taxonomy = DEFAULT_TAXONOMY, seed: int = 0, **override
     return HookedTransformer(HookedTransformerConfig(**cfg))
 
 
+@keeps_global_rng
 def train_language_model(
     *,
     seed: int = 0,

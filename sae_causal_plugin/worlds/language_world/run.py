@@ -46,6 +46,7 @@ from sae_causal_plugin.worlds.language_world.saes import (
     train_layer_sae,
 )
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+from sae_causal_plugin._rng import keeps_global_rng
 
 #: how the report describes the tokens the SAE reads (option ``read``).
 READ_DESCRIPTION = {
@@ -53,6 +54,7 @@ READ_DESCRIPTION = {
     "slots": "the entity slots ('the' and subcategory cue words, where an item can come next)",
 }
 
+@keeps_global_rng
 def run_language_world(
     seed: int = 0,
     *,

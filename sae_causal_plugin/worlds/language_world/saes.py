@@ -25,6 +25,7 @@ from sae_causal_plugin.graph.matching import firing_f1, one_to_one
 from sae_causal_plugin.worlds.language_world.corpus import Corpus, generate_corpus
 from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConfig
 from sae_causal_plugin.worlds.language_world.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from sae_causal_plugin._rng import keeps_global_rng
 
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
 #: latent <-> concept matches below this firing F1 are dropped.
@@ -43,6 +44,7 @@ def default_sae_config(d_in: int, **overrides: Any) -> Any:
     return LanguageWorldConfig().sae_config(d_in, **overrides)
 
 
+@keeps_global_rng
 def train_layer_sae(
     model: Any,
     *,
