@@ -79,14 +79,19 @@ def test_save_grid(tmp_path: Path) -> None:
         save_grid(torch.zeros(3, 16, 16), tmp_path / "bad.png")
 
 
-def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    """``sae-causal demo --world diffusion`` end to end, with the run shrunk to the tiny size."""
+@pytest.mark.parametrize("relative", [False, True])
+def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                           relative: bool) -> None:
+    """``sae-causal demo --world diffusion`` end to end, with the run shrunk to the tiny size; ``--out``
+    relative to the working directory or absolute."""
     from sae_causal_plugin.cli.main import main
     from sae_causal_plugin.worlds.diffusion_world import run as run_module
 
     tiny = {k: v for k, v in TINY.items() if k != "n_show"}
     monkeypatch.setattr(run_module, "DEFAULTS", tiny)
-    assert main(["demo", "--world", "diffusion", "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)
+    out = "report" if relative else str(tmp_path / "report")
+    assert main(["demo", "--world", "diffusion", "--out", out, "--no-progress"]) == 0
     assert "report written to" in capsys.readouterr().out
     report = tmp_path / "report"
     assert (report / "index.html").is_file() and (report / "concept_graph.png").is_file()

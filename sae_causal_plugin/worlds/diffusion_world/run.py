@@ -89,7 +89,7 @@ def run_diffusion_world(
     if not isinstance(n_show, int) or n_show < 1:
         raise ValueError(f"n_show must be a positive int, got {n_show!r}")
     cfg = DiffusionWorldConfig(**{**DEFAULTS, **options, "seed": seed})
-    image_dir = Path(out_dir) / "steering_grids" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
+    image_dir = Path(out_dir).resolve() / "steering_grids" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
     image_dir.mkdir(parents=True, exist_ok=True)
 
     log = _stderr if progress else None
