@@ -373,3 +373,15 @@ def test_image_level_sae_edits_every_token_of_an_image_alike():
         ImageLevelSAE(sae, 0)
     with pytest.raises(ValueError, match="rows"):
         wrapped.encode(rows[:3])
+
+
+def test_build_denoiser_seeds_its_own_weights_only():
+    from sae_causal_plugin.worlds.diffusion_world.model import build_denoiser
+
+    rng = torch.get_rng_state()
+    a, b = build_denoiser(seed=3), build_denoiser(seed=3)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    torch.manual_seed(3)
+    c = build_denoiser(seed=None)  # from the stream as it stands: the same draws as seed=3
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))

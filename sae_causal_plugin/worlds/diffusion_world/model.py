@@ -94,12 +94,19 @@ class ConceptEmbedding(nn.Module):
         return (self.bias + lab.to(self.vectors.dtype) @ self.vectors)[:, None, :]
 
 
-def build_denoiser(seed: int = 0) -> nn.Module:
-    """A freshly initialised ``UNet2DConditionModel`` of :data:`UNET_CONFIG`."""
+def build_denoiser(seed: int | None = 0) -> nn.Module:
+    """A freshly initialised ``UNet2DConditionModel`` of :data:`UNET_CONFIG`.
+
+    With a ``seed`` the initialisation comes from it and the caller's global torch RNG is left as
+    found; ``seed=None`` draws from the global RNG as it stands (for a caller that seeded it itself).
+    """
     from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(**UNET_CONFIG)
+    if seed is None:
+        return UNet2DConditionModel(**UNET_CONFIG)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DConditionModel(**UNET_CONFIG)
 
 
 def build_scheduler() -> Any:

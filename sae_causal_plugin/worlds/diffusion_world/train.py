@@ -83,7 +83,7 @@ def train_denoiser(
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    unet = build_denoiser(seed=cfg.seed).train()
+    unet = build_denoiser(seed=None).train()  # from the stream seeded just above
     embedding = ConceptEmbedding(seed=cfg.seed)
     ema_unet, ema_emb = copy.deepcopy(unet).eval(), copy.deepcopy(embedding).eval()
     params = list(unet.parameters()) + list(embedding.parameters())
