@@ -28,8 +28,13 @@ import json
 import textwrap
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
+
+import torch
+
+from sae_causal_plugin._quiet import quiet_saelens
 
 C = TypeVar("C")
 
@@ -153,3 +158,18 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         return cls(**values)
     except ValueError as err:  # a rule between fields (``__post_init__``)
         parser.error(str(err))
+
+
+@contextmanager
+def isolated_run(threads: int | None = None) -> Iterator[None]:
+    """What a bench's ``main`` changes is put back afterwards: the global torch RNG (each bench
+    seeds it), the torch thread count (``threads`` > 0 sets it for the run) and SAELens's progress
+    output (quiet during the run). A bench called from Python leaves its caller as it found it."""
+    before = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(devices=[]), quiet_saelens():
+            if threads is not None and threads > 0:
+                torch.set_num_threads(threads)
+            yield
+    finally:
+        torch.set_num_threads(before)

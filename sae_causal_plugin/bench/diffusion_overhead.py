@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.diffusion import hook_denoiser
 
 BATCH_SIZE = 4
@@ -174,14 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args(argv)
     cfg = config_from_args(parser, args, OverheadConfig)
-    threads_before = torch.get_num_threads()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            if cfg.threads > 0:
-                torch.set_num_threads(cfg.threads)
-            return _run(cfg, args.json)
-    finally:
-        torch.set_num_threads(threads_before)
+    with isolated_run(cfg.threads):
+        return _run(cfg, args.json)
 
 
 def _run(cfg: OverheadConfig, as_json: bool) -> dict[str, Any]:

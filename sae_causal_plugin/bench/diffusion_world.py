@@ -19,9 +19,7 @@ import json
 import sys
 from typing import Any
 
-import torch
-
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.worlds.diffusion_world import experiment
 from sae_causal_plugin.worlds.diffusion_world.experiment import TARGETS, DiffusionWorldConfig, run_experiment
 
@@ -41,13 +39,8 @@ def parse_args(argv: list[str] | None) -> tuple[DiffusionWorldConfig, bool]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, as_json = parse_args(argv)
-    threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with isolated_run(cfg.threads):
         result = run_experiment(cfg, log=_log).as_dict()
-    finally:
-        torch.set_num_threads(threads)
     for key in ("edge_f1", "steer_success", "off_target_preserved", "ablation_success"):
         print(f"{key:22s} {result[key]:.3f}   target >= {TARGETS[key]:.2f}  "
               f"{'met' if result['met'][key] else 'NOT met'}")

@@ -65,8 +65,7 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
-from sae_causal_plugin._quiet import quiet_saelens
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.graph import recover_concept_graph, true_hierarchy_graph
 
 
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     cfg = config_from_args(ap, args, GraphMemoryConfig)
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]), quiet_saelens():
+    with warnings.catch_warnings(), isolated_run():
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
         return _run(cfg, args.json)
 

@@ -42,8 +42,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin._quiet import quiet_saelens
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 
 METHODS = ("ours", "baseline")
 SCALAR_KEYS = ("edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard", "seconds")
@@ -324,9 +323,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[st
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, seeds, methods, args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     config = {**asdict(cfg), "seeds": seeds, "methods": list(methods), "threads": args.threads}
-    with quiet_saelens():
+    with isolated_run(args.threads):
         if args.sweep:
             table = sweep(cfg, seeds, methods, args.plot)
             report = {"config": {**config, "sweep": True, "plot": args.plot}, "results": table}

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from sae_lens.saes.sae import TrainStepInput
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 
 PAIRS = ("batchtopk", "topk", "jumprelu")
 
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
     c = config_from_args(p, a, StepTimeConfig)
-    rows = [measure(n, c.d_in, c.width, c.k, c.batch, c.steps, c.warmup, c.seed) for n in c.archs]
+    with isolated_run():
+        rows = [measure(n, c.d_in, c.width, c.k, c.batch, c.steps, c.warmup, c.seed) for n in c.archs]
     for r in rows:
         print(f"{r['arch']:10s} base {r['base_ms']:.2f} ms  hierarchical {r['hierarchical_ms']:.2f} ms"
               f"  ratio {r['ratio']:.3f}")

@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin._quiet import quiet_saelens
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
 OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")
@@ -326,7 +325,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], list[str
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg, seeds, archs, as_json = parse_args(argv)
-    with quiet_saelens():
+    with isolated_run():
         model = build_synthetic_model(cfg, cfg.seed)
         k = cfg.k
         if k is None:

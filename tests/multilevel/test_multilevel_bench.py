@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from sae_causal_plugin.bench import multilevel
 
@@ -23,6 +24,18 @@ def test_tiny_run_prints_one_json_object_last(capsys):
         assert len(r["level_mcc"]) == 2 and min(r["level_mcc"]) > 0.97
         assert r["edge_precision"] == r["edge_recall"] == r["edge_f1"] == 1.0 and r["seed_jaccard"] == 1.0
     assert report["config"]["concepts_per_level"] == [3, 6]
+
+
+def test_main_leaves_threads_and_rng_as_found(capsys):
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rng = torch.random.get_rng_state().clone()
+        multilevel.main(TINY + ["--methods", "ours", "--threads", "1", "--json"])
+        assert torch.get_num_threads() == 2  # the run used 1 thread and put the caller's 2 back
+        assert torch.equal(torch.random.get_rng_state(), rng)
+    finally:
+        torch.set_num_threads(before_threads)
 
 
 def test_summarise_means_and_sds():
