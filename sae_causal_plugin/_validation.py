@@ -1,8 +1,8 @@
 """One place that checks the numbers and files the package is given.
 
-Numbers: :func:`check_float` (finite, in a range) for API arguments and :func:`float_option` for
-``argparse`` options (``type=float_option(...)``); both refuse ``nan`` / ``inf`` unless a bound
-says otherwise.
+Numbers: :func:`check_float` (finite, in a range) for API arguments; ``argparse`` options use
+``_options.float_option`` (torch-free, so the command line's parsers import no torch). Both refuse
+``nan`` / ``inf`` unless a bound says otherwise.
 
 Files: each reader states what it expects and, when the file does not hold it, raises
 :class:`FileFormatError` (a ``ValueError``) whose message is ``"FILE: what is wrong; how to fix
@@ -15,17 +15,17 @@ Concept-graph JSON is checked by ``ConceptGraph.from_dict`` / ``load_json`` with
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from sae_causal_plugin._options import describe_range, out_of_range
 
 SAE_CONFIG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
@@ -36,25 +36,6 @@ SELECTION_CODE_TENSORS = "selection_code.safetensors"
 
 
 # ------------------------------------------------------------------------------------ numbers
-def describe_range(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
-    """``"a finite number in [0, 1]"``, ``"a finite number > 0"``, ``"a finite number"``..."""
-    if low is not None and high is not None:
-        return f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    if low is not None:
-        return f"a finite number {'>' if low_open else '>='} {low:g}"
-    if high is not None:
-        return f"a finite number {'<' if high_open else '<='} {high:g}"
-    return "a finite number"
-
-
-def _out_of_range(x: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
-    if not math.isfinite(x):
-        return True
-    if low is not None and (x < low or (low_open and x == low)):
-        return True
-    return high is not None and (x > high or (high_open and x == high))
-
-
 def check_float(
     value: Any, name: str, *, low: float | None = None, high: float | None = None,
     low_open: bool = False, high_open: bool = False, fix: str = "",
@@ -67,7 +48,7 @@ def check_float(
             raise ValueError(f"{name} must be {describe_range(low, high, low_open, high_open)}, got "
                              f"{type(value).__name__} {value!r}{'; ' + fix if fix else ''}")
     x = float(value)
-    if _out_of_range(x, low, high, low_open, high_open):
+    if out_of_range(x, low, high, low_open, high_open):
         raise ValueError(f"{name} must be {describe_range(low, high, low_open, high_open)}, got {x!r}"
                          f"{'; ' + fix if fix else ''}")
     return x
@@ -82,31 +63,6 @@ def check_floats(values: Any, name: str, **bounds: Any) -> None:
             check_float(x, name, **bounds)
         return
     check_float(values, name, **bounds)
-
-
-def float_option(
-    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
-) -> Callable[[str], float]:
-    """An ``argparse`` ``type=`` that accepts finite numbers in range only (``nan`` / ``inf`` refused)."""
-    wanted = describe_range(low, high, low_open, high_open)
-
-    def parse(text: str) -> float:
-        try:
-            x = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
-        if _out_of_range(x, low, high, low_open, high_open):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
-        return x
-
-    parse.__name__ = "finite number"  # argparse names the type in "invalid ... value" messages
-    parse.wanted = wanted  # type: ignore[attr-defined]
-    return parse
-
-
-def is_float_option(type_: Any) -> bool:
-    """Whether an ``argparse`` action's ``type`` came from :func:`float_option`."""
-    return hasattr(type_, "wanted")
 
 
 def check_finite_tensor(x: Tensor, what: str, fix: str) -> None:

@@ -85,7 +85,7 @@ def load_train_config(path: str | Path) -> TrainSpec:
     from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
-    import sae_causal_plugin  # noqa: F401 - registers our architectures
+    import sae_causal_plugin.saes  # noqa: F401 - registers our architectures
 
     data = read_config_file(path)
     nested = data.get("sae", {})

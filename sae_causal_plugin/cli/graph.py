@@ -6,8 +6,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from sae_causal_plugin._validation import float_option
-from sae_causal_plugin.graph.recovery import (
+from sae_causal_plugin._options import float_option
+from sae_causal_plugin.graph.thresholds import (
     DEFAULT_EXPLAIN_MARGIN,
     DEFAULT_MIN_CONDITIONAL,
     DEFAULT_MIN_LIFT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sae_causal_plugin._validation import float_option
+from sae_causal_plugin._options import float_option
 from sae_causal_plugin.cli.errors import UserError, closest
 
 MODES = ("add", "clamp", "ablate", "scale")

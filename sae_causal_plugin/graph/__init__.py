@@ -11,14 +11,40 @@
   dictionary's fault or the graph step's.
 """
 
-from .cofiring import CoFiringStats
-from .concept_graph import ConceptGraph
-from .diagnostics import HierarchyDiagnosis, diagnose_hierarchy
-from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
-from .factorization import SelectionCode, factorize_decoder
-from .layered import layered_graph_from_firing, name_matched_latents, recover_timestep_graph
-from .parent_sets import minimal_parent_set
-from .recovery import build_concept_graph, recover_concept_graph
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sae_causal_plugin._lazy import lazy_exports
+
+_EXPORTS = {
+    "CoFiringStats": ".cofiring",
+    "ConceptGraph": ".concept_graph",
+    "HierarchyDiagnosis": ".diagnostics",
+    "diagnose_hierarchy": ".diagnostics",
+    "evaluate_hierarchy_recovery": ".evaluation",
+    "match_latents_to_features": ".evaluation",
+    "true_hierarchy_graph": ".evaluation",
+    "SelectionCode": ".factorization",
+    "factorize_decoder": ".factorization",
+    "layered_graph_from_firing": ".layered",
+    "name_matched_latents": ".layered",
+    "recover_timestep_graph": ".layered",
+    "minimal_parent_set": ".parent_sets",
+    "build_concept_graph": ".recovery",
+    "recover_concept_graph": ".recovery",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .cofiring import CoFiringStats
+    from .concept_graph import ConceptGraph
+    from .diagnostics import HierarchyDiagnosis, diagnose_hierarchy
+    from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
+    from .factorization import SelectionCode, factorize_decoder
+    from .layered import layered_graph_from_firing, name_matched_latents, recover_timestep_graph
+    from .parent_sets import minimal_parent_set
+    from .recovery import build_concept_graph, recover_concept_graph
 
 __all__ = [
     "ConceptGraph",

@@ -47,12 +47,7 @@ from tqdm.auto import tqdm
 from ._activations import iter_checked_batches
 from .cofiring import CoFiringStats, to_padded_indices
 from .concept_graph import EDGE_STAT_KEYS, ConceptGraph
-
-#: Documented defaults of :func:`recover_concept_graph`.
-DEFAULT_MIN_CONDITIONAL = 0.9
-DEFAULT_MIN_SUPPORT = 20
-DEFAULT_MIN_LIFT = 1.5
-DEFAULT_EXPLAIN_MARGIN = 0.1
+from .thresholds import DEFAULT_EXPLAIN_MARGIN, DEFAULT_MIN_CONDITIONAL, DEFAULT_MIN_LIFT, DEFAULT_MIN_SUPPORT
 
 Edge = tuple[int, int]
 

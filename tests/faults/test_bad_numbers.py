@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sae_causal_plugin._validation import is_float_option
+from sae_causal_plugin._options import is_float_option
 from sae_causal_plugin.cli.main import build_parser, main
 
 from tests.helpers import train_config, write_yaml
