@@ -100,9 +100,28 @@ def run(args: argparse.Namespace) -> int:
     with staged_dir(output, what="output folder", replace=True) as stage, _quiet_override_warnings():
         cfg.output_path = str(stage)
         runner = LanguageModelSAETrainingRunner(cfg, override_model=handle.model, override_dataset=dataset)
-        keyboard_interrupt_in_training(runner).run()
+        sae = keyboard_interrupt_in_training(runner).run()
     print(f"saved the SAE to {output}")
+    print(_summary(sae, handle, hook, dataset, cfg))
     return 0
+
+
+SUMMARY_ROWS = 256
+
+
+def _summary(sae: Any, handle: Any, hook: str, dataset: Any, cfg: Any) -> str:
+    """The trained SAE on the first rows of its (local) training data, at the positions it trained on."""
+    if dataset is None:
+        return "summary: skipped (the dataset streams from the hub; run 'sae-causal graph' for figures)"
+    import torch
+
+    from sae_causal_plugin.cli.data import hook_activations
+    from sae_causal_plugin.saes.summary import summarise_sae
+
+    tokens = torch.tensor(dataset["input_ids"][:SUMMARY_ROWS])
+    excluded = cfg.exclude_special_tokens if isinstance(cfg.exclude_special_tokens, list) else None
+    stats = summarise_sae(sae, hook_activations(handle, hook, tokens, exclude_tokens=excluded))
+    return f"summary: {stats}, first {tokens.shape[0]} sequences of the training data"
 
 
 def check_inputs_outside(output: Path, spec: Any) -> None:

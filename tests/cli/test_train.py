@@ -107,3 +107,29 @@ def test_overwrite_replaces_the_whole_folder(tmp_path, model_dir, dataset_file):
     assert main(["train", str(config), "--overwrite"]) == 0
     assert (out / "cfg.json").is_file() and not (out / "stale.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "out"]
+
+
+def test_train_ends_with_a_summary_of_the_saved_sae(tmp_path, capsys, model_dir, dataset_file):
+    import re
+
+    import torch
+    from sae_lens import SAE
+
+    from sae_causal_plugin.cli.data import hook_activations, load_tokens
+    from sae_causal_plugin.cli.models import load_model
+    from sae_causal_plugin.saes.summary import summarise_sae
+
+    out = tmp_path / "sae"
+    assert main(["train", str(write_yaml(tmp_path / "t.yaml", train_config(model_dir, dataset_file, out)))]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2] == f"saved the SAE to {out}"
+    found = re.fullmatch(r"summary: explained variance (-?\d\.\d{3}), L0 (\d+\.\d), dead latents (\d+) / 32 "
+                         r"\(on (\d+) activation rows\), first (\d+) sequences of the training data", lines[-1])
+    assert found, lines[-1]
+    # the same figures from the saved SAE on the same rows
+    handle = load_model(str(model_dir))
+    tokens = load_tokens(str(dataset_file), handle, context_size=16, n_tokens=4096)[:256]
+    again = summarise_sae(SAE.load_from_disk(out), hook_activations(handle, "blocks.0.hook_resid_post", tokens))
+    assert found[1] == f"{again.explained_variance:.3f}" and found[2] == f"{again.mean_l0:.1f}"
+    assert (int(found[3]), int(found[4]), int(found[5])) == (again.dead_latents, again.n_rows, tokens.shape[0])
+    assert torch.isfinite(torch.tensor(again.explained_variance))
