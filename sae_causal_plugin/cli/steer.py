@@ -23,7 +23,9 @@ def add_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--sae", required=True, metavar="DIR", help="SAELens SAE folder (cfg.json + weights)")
-    p.add_argument("--graph", required=True, metavar="FILE", help="concept_graph.json whose nodes are the SAE's latents")
+    p.add_argument("--graph", default=None, metavar="FILE",
+                   help="concept_graph.json whose nodes are the SAE's latents; needed to name a concept by "
+                        "label and with --include-descendants (without it, --concept is a latent index)")
     p.add_argument("--concept", required=True, metavar="ID",
                    help="the concept to steer: a node id of the graph (a latent index) or its label")
     p.add_argument("--mode", required=True, choices=MODES,
@@ -56,19 +58,28 @@ def run(args: argparse.Namespace) -> int:
     from sae_causal_plugin.cli.models import load_model
     from sae_causal_plugin.cli.sae_dirs import check_sae_fits_hook, load_sae_dir, model_and_hook
 
-    if args.mode != "ablate" and args.value is None:
-        raise UserError(f"--mode {args.mode} needs --value")
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be at least 1")
     positions = _positions(args.positions)
-    graph = _load_graph(args.graph)
-    node = resolve_concept(graph, args.concept)
+    if args.graph is None:
+        if args.include_descendants:
+            raise UserError("--include-descendants needs --graph (the concept graph that says which concepts "
+                            "are finer)")
+        if not args.concept.lstrip("-").isdigit():
+            raise UserError(f"without --graph, --concept must be a latent index, got {args.concept!r}; pass "
+                            "--graph concept_graph.json to name concepts by label")
+        graph, node = None, int(args.concept)
+    else:
+        graph = _load_graph(args.graph)
+        node = resolve_concept(graph, args.concept)
     sae = load_sae_dir(args.sae)
     model_name, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
     handle = load_model(model_name)
     check_sae_fits_hook(sae, handle, hook, args.sae)
-    latents = concept_latents(graph, node, args.include_descendants)
+    latents = [node] if graph is None else concept_latents(graph, node, args.include_descendants)
     tokens = handle.encode(args.prompt)
+    if args.mode != "ablate" and args.value is None:
+        raise UserError(f"--mode {args.mode} needs --value; {value_hint(handle, sae, hook, tokens, latents[0])}")
 
     from sae_causal_plugin.steering.language import LanguageSteering, generate
 
@@ -77,12 +88,32 @@ def run(args: argparse.Namespace) -> int:
     common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     before = generate(handle.model, tokens, **common)
     after = generate(handle.model, tokens, steering=steering, **common)
-    label = graph.node_label(node)
+    label = str(node) if graph is None else graph.node_label(node)
     value = "" if args.mode == "ablate" else f" {args.value:g}"
     print(f"concept {node!r} ({label}): latents {latents}, {args.mode}{value} at {hook}")
     print(f"before: {handle.decode(before[0])}")
     print(f"after:  {handle.decode(after[0])}")
     return 0
+
+
+def value_hint(handle: Any, sae: Any, hook: str, tokens: Any, latent: int) -> str:
+    """How strongly ``latent`` fires on the prompt, and values of that size for each mode."""
+    import torch
+
+    from sae_causal_plugin.cli.data import hook_activations
+
+    if not 0 <= latent < int(sae.cfg.d_sae):
+        return f"latent {latent} is outside the SAE's range [0, {sae.cfg.d_sae})"
+    with torch.no_grad():
+        z = torch.cat([sae.encode(x)[:, latent] for x in hook_activations(handle, hook, tokens)])
+    fired = z[z > 0]
+    if fired.numel() == 0:
+        return (f"latent {latent} does not fire on this prompt; try --mode add with a --value of a few units, "
+                "or a prompt where it fires")
+    typical = float(fired.mean())
+    return (f"latent {latent} fires at {typical:.3g} on average where it fires on this prompt "
+            f"({fired.numel()} of {z.numel()} positions): try add --value {4 * typical:.3g}, "
+            f"clamp --value {2 * typical:.3g}, scale --value 2 (or 0.5 to weaken it)")
 
 
 def _load_graph(path: str) -> Any:
@@ -112,7 +143,9 @@ def resolve_concept(graph: Any, concept: str) -> Any:
             raise UserError(f"{attr} {concept!r} names {len(named)} concepts {named}; give a node id")
     names = [str(n) for n in graph.concepts] + [graph.node_label(n) for n in graph.concepts]
     names += [str(graph.concept_attrs(n)["concept"]) for n in graph.concepts if "concept" in graph.concept_attrs(n)]
-    shown = ", ".join(str(n) for n in graph.concepts[:20]) + (" ..." if len(graph) > 20 else "")
+    named = [n for n in graph.concepts if graph.node_label(n) != str(n)] or list(graph.concepts)
+    shown = ", ".join(graph.node_label(n) if graph.node_label(n) == str(n) else f"{graph.node_label(n)} ({n})"
+                      for n in named[:20]) + (" ..." if len(named) > 20 else "")
     raise UserError(f"concept {concept!r} is not in the graph{closest(concept, names)}; its concepts: {shown}")
 
 

@@ -69,3 +69,49 @@ def test_graph_latent_outside_the_sae(trained_sae, tmp_path, capsys):
     graph.save_json(tmp_path / "g.json")
     assert steer(trained_sae, tmp_path / "g.json", "--concept", "500", "--mode", "add", "--value", "1") == 2
     assert "outside the SAE's range" in capsys.readouterr().err
+
+
+def steer_without_graph(trained_sae, *extra):
+    return main(["steer", "--sae", str(trained_sae), "--prompt", "5 6 7 8", "--max-new-tokens", "4", *extra])
+
+
+def test_a_latent_index_steers_without_a_graph(trained_sae, capsys):
+    assert steer_without_graph(trained_sae, "--concept", "0", "--mode", "add", "--value", "40") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "concept 0 (0): latents [0], add 40 at blocks.0.hook_resid_post"
+    assert lines[1] != lines[2].replace("after:  ", "before: ")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--concept", "animal", "--mode", "ablate"], "without --graph, --concept must be a latent index"),
+    (["--concept", "0", "--mode", "ablate", "--include-descendants"], "--include-descendants needs --graph"),
+    (["--concept", "99", "--mode", "add"], "latent 99 is outside the SAE's range [0, 32)"),
+])
+def test_without_a_graph_bad_input_exits_2(trained_sae, capsys, extra, message):
+    assert steer_without_graph(trained_sae, *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_value_comes_with_a_hint_from_the_latents_firing(trained_sae, capsys):
+    import torch
+    from sae_lens import SAE
+
+    from sae_causal_plugin.cli.data import hook_activations
+    from sae_causal_plugin.cli.models import load_model
+
+    sae = SAE.load_from_disk(trained_sae)
+    handle = load_model(sae.cfg.metadata.model_name)
+    with torch.no_grad():
+        z = torch.cat([sae.encode(x) for x in hook_activations(handle, "blocks.0.hook_resid_post",
+                                                                  handle.encode("5 6 7 8"))])
+    latent = int((z > 0).sum(0).argmax())  # the latent that fires most on the prompt
+    fired = z[:, latent][z[:, latent] > 0]
+    assert steer_without_graph(trained_sae, "--concept", str(latent), "--mode", "add") == 2
+    err = capsys.readouterr().err
+    assert f"--mode add needs --value; latent {latent} fires at {float(fired.mean()):.3g} on average" in err
+    assert f"try add --value {4 * float(fired.mean()):.3g}" in err
+
+
+def test_unknown_concept_lists_concepts_by_name(trained_sae, graph_file, capsys):
+    assert steer(trained_sae, graph_file, "--concept", "fish", "--mode", "ablate") == 2
+    assert "its concepts: animal (0), bird (1), robin (#2) (2)" in capsys.readouterr().err
