@@ -6,7 +6,8 @@
   steer   generate text before / after steering a concept of an SAE
 
 Run ``sae-causal COMMAND --help`` for every option. User errors print one message to stderr and
-exit with status 2; set SAE_CAUSAL_DEBUG=1 to see the traceback instead. Ctrl-C prints one line
+exit with status 2; any other error prints one short line and exits with status 1; set
+SAE_CAUSAL_DEBUG=1 to see the traceback instead. Ctrl-C prints one line
 and exits with status 130; output folders are then left as they were.
 """
 
@@ -23,6 +24,7 @@ from sae_causal_plugin.cli.errors import UserError
 
 COMMANDS = (demo, train, graph, steer)
 USER_ERROR_STATUS = 2
+INTERNAL_ERROR_STATUS = 1
 INTERRUPTED_STATUS = 130
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError)
 
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 success, 2 user error, 130 interrupted).
+    """Run one command; returns the exit status (0 success, 1 internal error, 2 user error, 130 interrupted).
 
     Ctrl-C gives one line and status 130 whichever library turned it into an exception (SAELens's
     runner raises its own ``InterruptedException``); the signal handlers a library installed are
@@ -56,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.run(args) or 0)
     except BaseException as err:  # noqa: BLE001 - sorted below; anything else is re-raised
         if not (is_interrupt(err) or interrupted.seen):
-            if not isinstance(err, USER_ERRORS) or os.environ.get("SAE_CAUSAL_DEBUG"):
+            if os.environ.get("SAE_CAUSAL_DEBUG") or not isinstance(err, Exception):
                 raise
-            print(f"sae-causal {args.command}: error: {err}", file=sys.stderr)
-            return USER_ERROR_STATUS
+            if isinstance(err, USER_ERRORS):
+                print(f"sae-causal {args.command}: error: {err}", file=sys.stderr)
+                return USER_ERROR_STATUS
+            print(f"sae-causal {args.command}: internal error: {type(err).__name__}: {err}\n"
+                  "  this is not a problem with the input as far as the checks can tell; run again with "
+                  "SAE_CAUSAL_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+            return INTERNAL_ERROR_STATUS
     # interrupted: free the interrupted frames first, so progress bars they held are closed before our line
     gc.collect()
     print(f"sae-causal {args.command}: interrupted", file=sys.stderr)
