@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sae, source.activations,
         min_conditional=args.min_conditional, min_support=args.min_support, min_lift=args.min_lift,
         explain_margin=args.explain_margin, min_activation=args.min_activation,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, total_rows=source.n_activation_rows,
     )
     graph.meta["sae"] = str(args.sae)
     if source.world_labels and not args.no_labels:
@@ -117,11 +117,12 @@ class Source:
     n_rows: int = 0
     excluded: list[int] | None = None
     world_labels: bool = False
+    n_activation_rows: int | None = None
 
 
 def activation_source(args: argparse.Namespace, sae: Any) -> Source:
     """``--activations`` file, or the model's hook over ``--dataset`` (checked against the SAE)."""
-    from sae_causal_plugin.cli.data import hook_activations, load_activations, load_tokens
+    from sae_causal_plugin.cli.data import hook_activations, kept_positions, load_activations, load_tokens
     from sae_causal_plugin.cli.models import LANGUAGE_WORLD, load_model
     from sae_causal_plugin.cli.sae_dirs import check_sae_fits_hook, model_and_hook, saved_field
 
@@ -139,4 +140,5 @@ def activation_source(args: argparse.Namespace, sae: Any) -> Source:
     excluded = excluded if isinstance(excluded, list) else None
     activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size, exclude_tokens=excluded)
     world_labels = args.dataset == LANGUAGE_WORLD and handle.world is not None
-    return Source(activations, handle, hook, int(tokens.shape[0]), excluded, world_labels)
+    rows = int(kept_positions(handle, tokens, exclude_tokens=excluded).sum())
+    return Source(activations, handle, hook, int(tokens.shape[0]), excluded, world_labels, rows)

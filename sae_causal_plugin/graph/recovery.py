@@ -321,6 +321,7 @@ def recover_concept_graph(
     evidence: str = "factorised",
     selection_code: Any = None,
     factorize_rows: int = 65536,
+    total_rows: int | None = None,
     **kwargs: Any,
 ) -> ConceptGraph | tuple[ConceptGraph, CoFiringStats]:
     """Recover the child -> parent concept graph of an SAE's latents from activations.
@@ -353,6 +354,8 @@ def recover_concept_graph(
         device: where the co-firing statistics live (default: the SAE's device); encoding
             always runs on the SAE's device.
         show_progress: tqdm progress bar over rows.
+        total_rows: the number of rows an iterable of batches holds, for the progress bar's total
+            (a tensor's is read off its shape).
         return_stats: also return the :class:`CoFiringStats`.
         evidence: ``"factorised"`` (default): co-firing of the *selection code* of the SAE's
             decoder factorisation (:func:`~.factorization.factorize_decoder`), in which a parent
@@ -421,7 +424,7 @@ def recover_concept_graph(
         device=stats_device,
         **kwargs,
     )
-    total = activations.shape[0] if isinstance(activations, Tensor) and activations.ndim >= 1 else None
+    total = activations.shape[0] if isinstance(activations, Tensor) and activations.ndim >= 1 else total_rows
     accumulate_cofiring(
         encoder,
         activations,

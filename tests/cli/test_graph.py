@@ -71,3 +71,13 @@ def test_hook_activations_drop_bos_and_excluded_tokens(model_dir):
     _, cache = handle.model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_post"])
     expected = cache["blocks.0.hook_resid_post"][torch.tensor([[0, 1, 1, 0], [0, 0, 0, 1]]).bool()]
     assert torch.allclose(rows, expected)
+
+
+def test_progress_bar_over_a_dataset_has_its_total(trained_sae, dataset_file, tmp_path, capsys):
+    import re
+
+    assert main(["graph", "--sae", str(trained_sae), "--dataset", str(dataset_file), "--out", str(tmp_path / "g"),
+                 "--min-support", "5"]) == 0
+    err = capsys.readouterr().err
+    done = re.findall(r"co-firing stats: 100%\|[^|]*\| (\d+)/(\d+)", err)
+    assert done and done[-1][0] == done[-1][1] and int(done[-1][1]) > 0, err[-500:]
