@@ -63,3 +63,29 @@ def train_config(model_dir, dataset_file, out, **changes):
 def write_yaml(path, data):
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def report_tables(page: str) -> dict[str, dict[str, list[str]]]:
+    """The metrics and settings tables of a report page: ``{table: {key: [cells after the key]}}``."""
+    import re
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for name in ("metrics", "settings"):
+        found = re.search(rf"<table class='{name}'>(.*?)</table>", page, flags=re.S)
+        rows = re.findall(r"<tr><td><code>(.*?)</code></td>(.*?)</tr>", found.group(1)) if found else []
+        out[name] = {key: re.findall(r"<td[^>]*>(.*?)</td>", rest) for key, rest in rows}
+    return out
+
+
+def assert_report_is_readable(page: str) -> None:
+    """Every measurement described, no Python repr or None left in the text, pictures linked full size."""
+    import re
+
+    tables = report_tables(page)
+    undescribed = [k for k, cells in tables["metrics"].items() if not cells[0].strip()]
+    assert not undescribed, f"metrics without a description: {undescribed}"
+    assert "seed" not in tables["metrics"]
+    text = re.sub(r"<style>.*?</style>|<[^>]+>", " ", page, flags=re.S)
+    for repr_mark in ("None", "{&#39;", "[&#39;", "{'", "['"):
+        assert repr_mark not in text, f"{repr_mark!r} in the report text"
+    assert '<a href="concept_graph.png"><img src="concept_graph.png"' in page

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     world_run = runner(args.seed, out_dir=Path(args.out), progress=not args.no_progress)
     world_run.metrics.setdefault("seconds", time.perf_counter() - start)
-    index = write_report(world_run, args.out)
+    command = f"sae-causal demo --world {args.world} --seed {args.seed} --out {args.out}"
+    index = write_report(world_run, args.out, command=command)
     print(summary(world_run.metrics, args.world))
     print(f"report written to {index.resolve()} ({time.perf_counter() - start:.0f} s in all)")
     hint = steer_hint(world_run, index.parent)

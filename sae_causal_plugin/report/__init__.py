@@ -1,5 +1,7 @@
 """The demo report: a :class:`~sae_causal_plugin.worlds.run.WorldRun` as a folder with
-``index.html`` (graph pictures, metrics table against the targets, steering before / after),
+``index.html`` (rendered from a jinja2 template: graph pictures linked at full size, every metric with a
+one-line description and its target, the settings apart, the command that reproduces the report,
+steering before / after),
 ``concept_graph.png``, ``concept_graph.json``, ``metrics.json`` and the true graph beside them.
 """
 

@@ -1,4 +1,5 @@
-"""The figures each toy world must reach (issues 4 and 5), shown beside the measured values."""
+"""What each figure of a toy world means, which are settings, and the figures each world must reach
+(issues 4 and 5), shown beside the measured values."""
 
 from __future__ import annotations
 
@@ -56,3 +57,50 @@ def targets_for(world: str) -> dict[str, Target]:
     """Targets of ``world`` (``{}`` for a world without published targets)."""
     key = world.lower().removesuffix("_world").removesuffix("-world").removesuffix(" world")
     return WORLD_TARGETS.get(key, {})
+
+
+#: One line per figure a world reports: what it measures (the report's "what it measures" column).
+DESCRIPTIONS: dict[str, str] = {
+    "edge_precision": "recovered edges that are true edges (by the concepts their latents were matched to)",
+    "edge_recall": "true edges that were recovered",
+    "n_matched_latents": "latents matched to a true concept (firing F1)",
+    "n_recovered_edges": "edges of the recovered graph",
+    "n_true_edges": "edges of the true hierarchy",
+    "steer_mass_ratio_min": "steering: the smallest after / before mass ratio over the categories",
+    "ppl_increase_max": "steering: the largest perplexity increase over the categories",
+    "ablation_mass_fraction_max": "ablation: the largest items' mass left over the subcategories",
+    "layer_edge_precision": "levels = layers graph (one SAE per layer, trained jointly): edge precision",
+    "layer_edge_recall": "levels = layers graph: edge recall",
+    "layer_edge_f1": "levels = layers graph: edge F1",
+    "layer_n_edges": "levels = layers graph: edges",
+    "layer_n_matched": "levels = layers graph: latents matched to a true concept",
+    "n_samples": "generated images the steering and ablation figures are measured on",
+    "n_latent_edges": "edges between latents in the timestep graph",
+    "n_unassigned_edges": "timestep-graph edges touching a latent matched to no concept (counted as wrong)",
+    "recovered_concept_edges": "concept edges (child, parent) the timestep graph recovered",
+    "missing_edges": "true concept edges the timestep graph did not recover",
+    "wrong_edges": "recovered concept edges that are not in the true hierarchy",
+    "best_f1": "per concept and timestep: the best firing F1 of any latent (how well the SAE has the concept)",
+    "sae": "per timestep: the SAE's explained variance and L0",
+    "steering_per_concept": "per concept: share of samples whose concept changed, and whose other concepts stayed",
+    "ablation_per_concept": "per parent concept: share of samples where ablating it with its descendants removed it",
+    "per_category": "per category: steering figures (mass before / after, perplexity)",
+    "per_subcategory": "per subcategory: items' mass before / after ablating it with its descendants",
+    "steer_sweep": "steering figures at other steering scales (the trade-off table)",
+}
+
+#: Keys of a run's metrics that are settings, not measurements (shown in their own table).
+SETTINGS: dict[str, str] = {
+    "seed": "seed of the whole run",
+    "hook_name": "hook point the SAE reads and steering edits",
+    "read": "token positions the SAE was trained and the graph read on",
+    "steer_scale": "steering value, in units of the latent's mean firing activation",
+    "steer_positions": "positions steering and ablation act on",
+    "config": "the run's configuration",
+}
+
+
+def describe(key: str, world: str) -> str:
+    """The one-line description of a figure: its target's label, else :data:`DESCRIPTIONS`."""
+    target = targets_for(world).get(key)
+    return target.label if target is not None else DESCRIPTIONS.get(key, "")

@@ -26,13 +26,14 @@ REPORT_FILES = (
 )
 
 
-def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int = 120) -> Path:
+def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int = 120, command: str = "") -> Path:
     """Write ``index.html`` and its files for ``run`` into ``out_dir``; return the index path.
 
     Everything is built in a staging folder beside ``out_dir`` and moved into place at the
     end, so an error leaves ``out_dir`` as it was.  Steering images (``Path`` values of
     :class:`SteeringExample`) are copied into ``out_dir/steering/``; a relative image path is
-    read relative to ``out_dir``.  Other files already in ``out_dir`` are kept.
+    read relative to ``out_dir``.  Other files already in ``out_dir`` are kept.  ``command``, when
+    given, is printed in the report as the command that reproduces it.
 
     Raises:
         ValueError: ``run`` is malformed (wrong types, non-JSON metrics, missing image) or
@@ -62,6 +63,7 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
             true=run.true_graph,
             examples=examples,
             sae_dirs={str(k): _shown_path(Path(v), out_dir) for k, v in run.sae_dirs.items()},
+            command=command,
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"

@@ -6,6 +6,8 @@ import sys
 
 from sae_causal_plugin.report import REPORT_FILES
 
+from tests.helpers import assert_report_is_readable, report_tables
+
 REQUIRED_METRICS = ("edge_f1", "steer_mass_ratio", "ppl_increase", "ablation_mass_fraction", "seconds")
 
 
@@ -23,3 +25,6 @@ def test_demo_on_the_language_world_writes_a_complete_report(tmp_path):
     assert all(isinstance(metrics[k], (int, float)) for k in REQUIRED_METRICS)
     page = (out / "index.html").read_text()
     assert "<table class='metrics'>" in page and 'src="concept_graph.png"' in page
+    assert_report_is_readable(page)
+    assert report_tables(page)["settings"]["seed"][-1] == "0"
+    assert f"Reproduce this report: <code>sae-causal demo --world language --seed 0 --out {out}</code>" in page

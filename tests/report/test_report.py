@@ -154,3 +154,23 @@ def test_picture_leaves_out_isolated_unmatched_latents():
     lonely = ConceptGraph()
     lonely.add_concept(5)
     assert drawn_part(lonely) == [5]
+
+
+def test_settings_apart_descriptions_command_and_no_repr(tiny_run, tmp_path):
+    from tests.helpers import assert_report_is_readable, report_tables
+
+    del tiny_run.metrics["n_tokens"]  # a made-up figure of the fixture, with no description
+    tiny_run.metrics.update(seed=4, hook_name="blocks.1.hook_resid_mid", edge_precision=0.5,
+                            config={"timesteps": [901, 101], "weights": None},
+                            missing_edges=[["smoke", "chimney"], ["basket", "apples"]])
+    page = write_report(tiny_run, tmp_path / "r", command="sae-causal demo --seed 4 --out r").read_text()
+    assert_report_is_readable(page)
+    tables = report_tables(page)
+    assert tables["settings"]["seed"] == ["seed of the whole run", "4"]
+    assert tables["settings"]["config.timesteps"][-1] == "901, 101"
+    assert tables["settings"]["config.weights"][-1] == "n/a"
+    assert "hook_name" not in tables["metrics"] and "edge_precision" in tables["metrics"]
+    assert tables["metrics"]["edge_precision"][0].startswith("recovered edges that are true edges")
+    assert "<pre>smoke -&gt; chimney, basket -&gt; apples</pre>" in page
+    assert "Reproduce this report: <code>sae-causal demo --seed 4 --out r</code>" in page
+    assert '<a href="true_graph.png"><img src="true_graph.png"' in page

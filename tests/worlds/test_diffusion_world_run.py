@@ -16,6 +16,8 @@ from sae_causal_plugin.worlds.diffusion_world import CONCEPTS, run_diffusion_wor
 from sae_causal_plugin.worlds.diffusion_world.run import save_grid
 from sae_causal_plugin.worlds.run import WorldRun
 
+from tests.helpers import assert_report_is_readable, report_tables
+
 TINY = dict(train_images=256, eval_images=256, sae_steps=60, sae_batch=64, n_samples=2, n_show=3)
 
 
@@ -96,6 +98,9 @@ def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     report = tmp_path / "report"
     assert (report / "index.html").is_file() and (report / "concept_graph.png").is_file()
     assert sorted(p.name for p in (report / "steering").glob("*_before.png"))
+    page = (report / "index.html").read_text()
+    assert_report_is_readable(page)
+    assert "config.timesteps" in report_tables(page)["settings"]
 
 
 @pytest.mark.slow
