@@ -162,7 +162,8 @@ def render_index(
     sae_dirs: Mapping[str, str],
     command: str = "",
 ) -> str:
-    """The whole page as one string. ``examples``: dicts with title, note, before, after, is_image, table."""
+    """The whole page as one string. ``examples``: dicts with title, note, before, after, is_image, table and
+    succeeded (``False`` is flagged as a failure)."""
     return _template().render(
         css=_CSS, world=world, description=description, command=command,
         metrics=metric_rows(metrics, targets), settings=setting_rows(metrics), breakdowns=breakdowns(metrics),

@@ -111,7 +111,7 @@ def _stage_example(i: int, ex: SteeringExample, stage: Path, out_dir: Path) -> d
     table = [{str(k): plain_json(v, f"steering example {ex.title!r} table") for k, v in row.items()}
              for row in ex.table]
     return {"title": ex.title, "note": ex.note, "before": before, "after": after,
-            "is_image": is_image, "table": table}
+            "is_image": is_image, "table": table, "succeeded": ex.succeeded}
 
 
 def _copy_image(path: Path, stage: Path, out_dir: Path, stem: str, title: str) -> str:

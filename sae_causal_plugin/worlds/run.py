@@ -20,7 +20,8 @@ class SteeringExample:
 
     ``before`` and ``after`` are texts for a language model, or paths to PNG files (relative to
     the report folder, or absolute) for a diffusion model. ``table`` optionally holds rows of
-    numbers to show beside it (e.g. probability mass per category before and after).
+    numbers to show beside it (e.g. probability mass per category before and after). ``succeeded``
+    says whether the edit did what its title says (``None``: not judged); the report flags a failure.
     """
 
     title: str
@@ -28,6 +29,7 @@ class SteeringExample:
     after: str | Path
     note: str = ""
     table: list[dict[str, Any]] = field(default_factory=list)
+    succeeded: bool | None = None
 
 
 @dataclass

@@ -160,6 +160,7 @@ def test_settings_apart_descriptions_command_and_no_repr(tiny_run, tmp_path):
     from tests.helpers import assert_report_is_readable, report_tables
 
     del tiny_run.metrics["n_tokens"]  # a made-up figure of the fixture, with no description
+    tiny_run.steering_examples[0].succeeded = True
     tiny_run.metrics.update(seed=4, hook_name="blocks.1.hook_resid_mid", edge_precision=0.5,
                             config={"timesteps": [901, 101], "weights": None},
                             missing_edges=[["smoke", "chimney"], ["basket", "apples"]])
@@ -174,3 +175,13 @@ def test_settings_apart_descriptions_command_and_no_repr(tiny_run, tmp_path):
     assert "<pre>smoke -&gt; chimney, basket -&gt; apples</pre>" in page
     assert "Reproduce this report: <code>sae-causal demo --seed 4 --out r</code>" in page
     assert '<a href="true_graph.png"><img src="true_graph.png"' in page
+
+
+def test_failed_and_working_examples_are_flagged(tiny_run, tmp_path):
+    tiny_run.steering_examples[0].succeeded = False
+    tiny_run.steering_examples.append(SteeringExample("steer toward plant", "a", "b", succeeded=True))
+    tiny_run.steering_examples.append(SteeringExample("not judged", "a", "b"))
+    page = write_report(tiny_run, tmp_path / "r").read_text()
+    assert "<h3>steer toward animal <span class='missed'>(failed)</span></h3>" in page
+    assert "<h3>steer toward plant <span class='met'>(worked)</span></h3>" in page
+    assert "<h3>not judged</h3>" in page

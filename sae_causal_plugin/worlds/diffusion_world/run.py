@@ -140,7 +140,8 @@ def _ablation_example(concept: str, result: DiffusionWorldResult, image_dir: Pat
     gen = torch.Generator().manual_seed(result.config.seed + 11)
     labels = scenes_with(concept, True, n_show, gen)
     descendants = sorted(graph.descendants(concept))
-    what = f"{concept} with its recovered descendants {descendants}"
+    what = (f"{concept} with its recovered descendants ({', '.join(descendants)})" if descendants
+            else f"{concept} (no recovered descendants)")
     return _example(f"ablate {what}", f"ablate_{concept}_with_descendants", concept, False, labels, result,
                     image_dir, dict(mode="ablate", include_descendants=True, concept_graph=graph),
                     f"Ablating {what} in every timestep's SAE")
@@ -153,7 +154,8 @@ def _addition_example(concept: str, result: DiffusionWorldResult, image_dir: Pat
     pool = classes[classes[:, CONCEPT_INDEX[PARENT[concept]]] & ~classes[:, CONCEPT_INDEX[concept]]]
     labels = pool[torch.randint(0, pool.shape[0], (n_show,), generator=gen)]
     value = firing_value(concept, result, result.config.seed)
-    return _example(f"add {concept}", f"add_{concept}", concept, True, labels, result, image_dir,
+    return _example(f"add {concept}: clamp its latents to {value:.2f}", f"add_{concept}", concept, True, labels,
+                    result, image_dir,
                     dict(mode="clamp", value=value),
                     f"Clamping {concept}'s latents to {value:.2f} (their mean value where they fire on scenes "
                     f"with {concept}) in every timestep's SAE, on scenes with {PARENT[concept]} but no {concept}")
@@ -203,7 +205,9 @@ def _example(title: str, stem: str, concept: str, wanted: bool, labels: Tensor, 
     note = (f"{what} (same noise before and after): {concept} is {'present' if wanted else 'gone'} in {hits} of "
             f"{len(table)} images and every concept not edited unchanged in {kept}, read by the detectors "
             "(table: concepts read off each image).")
-    return SteeringExample(title=title, before=paths[0], after=paths[1], note=note, table=table)
+    # a success edits the concept in most images and leaves the others alone in most
+    succeeded = 2 * hits > len(table) and 2 * kept > len(table)
+    return SteeringExample(title=title, before=paths[0], after=paths[1], note=note, table=table, succeeded=succeeded)
 
 
 def save_grid(images: Float[Tensor, "batch 3 height width"], path: Path, scale: int = 4, gap: int = 2) -> Path:

@@ -228,7 +228,7 @@ def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExampl
     latent = latent_of.get(target)
     if latent is None:
         return [SteeringExample(title=f"steer toward {target}", before="", after="",
-                                note=f"no SAE latent matched {target!r}; nothing to steer")]
+                                note=f"no SAE latent matched {target!r}; nothing to steer", succeeded=False)]
     prompt = world.encode(opt["example_prompt"])
     value = opt["steer_scale"] * measure.typical_activation(sae, x, latent)
     steering = LanguageSteering(model, sae, [latent], "add", value, hook_name=hook)
@@ -239,13 +239,15 @@ def _examples(model, sae, hook, world, latent_of, x, opt) -> list[SteeringExampl
     m_after = measure.category_masses(model, prompt, taxonomy, lambda tokens: steering)
     table = [{"category": c, "item mass before": round(m_before[c], 4), "item mass after": round(m_after[c], 4)}
              for c in taxonomy.categories]
+    # a success: after steering, the target category's items are the most likely of all categories
+    succeeded = max(taxonomy.categories, key=lambda c: m_after[c]) == target
     return [SteeringExample(
         title=f"add the '{target}' latent (#{latent}) at {hook}",
         before=str(before), after=str(after),
         note=(f"greedy continuation of {opt['example_prompt']!r}; the latent's decoder direction is added at every "
               f"position with value {value:.2f} ({opt['steer_scale']} x its mean firing activation), keeping the "
               "SAE's reconstruction error; the table gives each category's item mass at the next token"),
-        table=table,
+        table=table, succeeded=succeeded,
     )]
 
 
