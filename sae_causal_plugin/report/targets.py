@@ -98,9 +98,3 @@ SETTINGS: dict[str, str] = {
     "steer_positions": "positions steering and ablation act on",
     "config": "the run's configuration",
 }
-
-
-def describe(key: str, world: str) -> str:
-    """The one-line description of a figure: its target's label, else :data:`DESCRIPTIONS`."""
-    target = targets_for(world).get(key)
-    return target.label if target is not None else DESCRIPTIONS.get(key, "")
