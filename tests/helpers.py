@@ -89,6 +89,7 @@ def assert_report_is_readable(page: str) -> None:
     for repr_mark in ("None", "{&#39;", "[&#39;", "{'", "['"):
         assert repr_mark not in text, f"{repr_mark!r} in the report text"
     assert '<a href="concept_graph.png"><img src="concept_graph.png"' in page
+    assert '<a href="concept_graph.html">' in page  # the interactive page, linked
     steering = page.split("<h2>Steering</h2>", 1)[1]
     titles = re.findall(r"<h3>(.*?)</h3>", steering)
     assert titles and all("(failed)</span>" in t or "(worked)</span>" in t for t in titles), titles

@@ -1,4 +1,4 @@
-"""``sae-causal graph``: an SAE folder + an activation source -> concept_graph.json / .graphml / .png."""
+"""``sae-causal graph``: an SAE folder + an activation source -> concept_graph.json / .graphml / .png / .html (interactive)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sae_causal_plugin.graph.thresholds import (
     DEFAULT_MIN_SUPPORT,
 )
 
-OUTPUT_FILES = ("concept_graph.json", "concept_graph.graphml", "concept_graph.png")
+OUTPUT_FILES = ("concept_graph.json", "concept_graph.graphml", "concept_graph.png", "concept_graph.html")
 
 
 def add_parser(sub: Any) -> None:
@@ -25,8 +25,8 @@ def add_parser(sub: Any) -> None:
             "Encode activations with a saved SAE, count how its latents fire and co-fire (one "
             "streaming pass) and keep minimal parent sets: a latent c gets parent p when "
             "P(p | c) >= --min-conditional. Token positions the SAE was trained without (<bos>, its "
-            "recorded exclude_special_tokens) are left out. Writes concept_graph.json, concept_graph.graphml and "
-            "concept_graph.png into --out (all or nothing). Edges point child -> parent."
+            "recorded exclude_special_tokens) are left out. Writes concept_graph.json, concept_graph.graphml, "
+            "concept_graph.png and the interactive concept_graph.html into --out (all or nothing). Edges point child -> parent."
         ),
     )
     p.add_argument("--sae", required=True, metavar="DIR", help="SAELens SAE folder (cfg.json + weights)")
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         graph.save_json(stage / "concept_graph.json")
         graph.to_graphml(stage / "concept_graph.graphml")
         graph.subgraph(drawn_part(graph)).draw(stage / "concept_graph.png", max_nodes=args.max_drawn)
+        graph.draw_html(stage / "concept_graph.html")
     print(f"concept graph: {len(graph)} concepts, {len(graph.edges)} edges -> {args.out}/"
           f"{{{','.join(OUTPUT_FILES)}}}")
     return 0

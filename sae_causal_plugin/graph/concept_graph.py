@@ -334,7 +334,8 @@ class ConceptGraph:
         return text
 
     def draw(self, path: str | Path, max_nodes: int = 200, title: str | None = None) -> None:
-        """Write a layered PNG: coarse levels at the top, fine levels at the bottom.
+        """Write a layered PNG: one labelled row per level (coarse at the top), no overlapping labels,
+        concepts on no edge listed in the legend instead of placed.
 
         When the graph has more than ``max_nodes`` concepts, the ``max_nodes`` concepts
         with the most edges (ties: highest ``firing_count``) are drawn.  Edge width grows
@@ -346,6 +347,17 @@ class ConceptGraph:
 
         with staged_file(path) as tmp:
             draw_concept_graph(self, tmp, max_nodes=max_nodes, title=title)
+
+    def draw_html(self, path: str | Path, title: str | None = None) -> None:
+        """Write a standalone interactive HTML page (plotly, works offline): the same layered layout as
+        :meth:`draw` with every concept placed; zoom and pan; hovering a concept shows its attributes,
+        parents and children.  Meant for graphs too large for a readable PNG."""
+        from sae_causal_plugin._files import staged_file
+
+        from ._draw import write_interactive
+
+        with staged_file(path) as tmp:
+            write_interactive(self, tmp, title=title)
 
     # ------------------------------------------------------------------ misc
     def subgraph(self, nodes: Iterable[NodeId]) -> ConceptGraph:

@@ -42,7 +42,7 @@ LANGUAGE_TARGETS: dict[str, Target] = {
 DIFFUSION_TARGETS: dict[str, Target] = {
     "edge_f1": Target("edge F1, recovered timestep graph vs true hierarchy", ">=", 0.80),
     "steer_success": Target("steering changes the detected concept", ">=", 0.90, percent=True),
-    "off_target_preserved": Target("every other concept stays as it was", ">=", 0.90, percent=True),
+    "off_target_preserved": Target("every other concept stays as it was (over the samples of concepts that have a latent)", ">=", 0.90, percent=True),
     "ablation_success": Target("ablating a parent with its descendants removes it", ">=", 0.95, percent=True),
     "seconds": Target("wall time of the whole run, seconds", "<", 300.0),
 }
@@ -75,6 +75,8 @@ DESCRIPTIONS: dict[str, str] = {
     "layer_n_edges": "levels = layers graph: edges",
     "layer_n_matched": "levels = layers graph: latents matched to a true concept",
     "n_samples": "generated images the steering and ablation figures are measured on",
+    "n_steered_samples": "generated images actually steered (concepts with a latent); off-target figures are over these",
+    "concepts_without_latent": "concepts no latent was matched to: not steered, counted as failures in steer_success",
     "n_latent_edges": "edges between latents in the timestep graph",
     "n_unassigned_edges": "timestep-graph edges touching a latent matched to no concept (counted as wrong)",
     "recovered_concept_edges": "concept edges (child, parent) the timestep graph recovered",

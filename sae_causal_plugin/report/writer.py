@@ -19,6 +19,7 @@ from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 REPORT_FILES = (
     "index.html",
     "concept_graph.png",
+    "concept_graph.html",
     "concept_graph.json",
     "metrics.json",
     "true_graph.png",
@@ -51,6 +52,8 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
             stage / "concept_graph.png", max_nodes=max_drawn_concepts,
             title=f"Recovered concept graph, {run.world} world: {len(shown)} of {len(run.learned_graph)} "
                   "latents (those on an edge or matched to a concept); coarse at top")
+        run.learned_graph.draw_html(stage / "concept_graph.html",
+                                    title=f"Recovered concept graph, {run.world} world: all {len(run.learned_graph)} latents")
         run.true_graph.draw(stage / "true_graph.png", max_nodes=max_drawn_concepts,
                             title=f"True concept graph ({run.world} world; coarse at top)")
         examples = [_stage_example(i, ex, stage, out_dir) for i, ex in enumerate(run.steering_examples)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import networkx as nx
 
-GRAPH_FILES = {"concept_graph.json", "concept_graph.graphml", "concept_graph.png"}
+GRAPH_FILES = {"concept_graph.json", "concept_graph.graphml", "concept_graph.png", "concept_graph.html"}
 SAE_FILES = {"cfg.json", "sae_weights.safetensors"}
 
 

@@ -42,9 +42,14 @@ def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
         if "concept" in attrs:
             assert attrs["concept"] in CONCEPTS and attrs["match_f1"] >= 0.8
     # the seeded tiny run (60 SAE steps) finds no true edge and its steering does not yet work:
-    # the figures are counts over 2 generations per concept, pinned so a change shows
-    expected = {"edge_f1": 0.0, "steer_success": 0.0, "off_target_preserved": 1 / 6, "ablation_success": 0.0}
+    # the figures are counts over 2 generations per concept, pinned so a change shows; off-target
+    # preservation counts only the steered samples (the one concept with a latent), not the 5 without
+    expected = {"edge_f1": 0.0, "steer_success": 0.0, "off_target_preserved": 1.0, "ablation_success": 0.0}
     assert {k: run.metrics[k] for k in expected} == pytest.approx(expected, abs=1e-6)
+    assert len(run.metrics["concepts_without_latent"]) == 5
+    assert run.metrics["n_steered_samples"] == 2
+    assert all(run.metrics["steering_per_concept"][c]["off_target_preserved"] is None
+               for c in run.metrics["concepts_without_latent"])
     assert run.metrics["n_samples"] > 0 and run.metrics["seconds"] > 0
     json.dumps(run.metrics)  # plain JSON types
     assert "2 generations per concept" in run.description

@@ -29,10 +29,12 @@ the shipped diffusion-world denoiser:
    ``c``'s latents ablated:
 
    * ``steer_success``: fraction of samples whose detector-read ``c`` changed (present -> absent);
-   * ``off_target_preserved``: fraction of samples whose other seven concepts all read the same
-     as in the unsteered image.
+   * ``off_target_preserved``: fraction of the *steered* samples whose other seven concepts all read
+     the same as in the unsteered image.
 
-   A concept without an assigned latent counts as failed on all its samples.  For each concept
+   A concept without an assigned latent counts as failed on all its samples in ``steer_success``; it
+   is not steered, so it has no off-target figure: it is left out of ``off_target_preserved`` and
+   listed in ``concepts_without_latent``.  For each concept
    with children, ``n_samples`` scenes containing it and all its descendants are generated with
    the concept ablated with ``include_descendants=True`` (descendants taken from the *recovered*
    concept graph): ``ablation_success`` = fraction where the concept is gone.
@@ -316,13 +318,13 @@ def steering_eval(pipe: DiffusionWorldPipeline, saes: dict[int, Any], latents: C
     say = log or (lambda _: None)
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     per: dict[str, Any] = {}
-    changed = kept = total = 0
+    changed = kept = total = steered_total = 0
     for c in [c for c in CONCEPTS if LEVELS[c] > 0]:
         labels = scenes_with(c, False, cfg.n_samples, gen)
         noise = torch.randn(cfg.n_samples, 3, 16, 16, generator=gen)
         base = _generate(pipe, labels, noise, cfg)
         if not any(latents.get(c, {}).values()):
-            per[c] = {"steer_success": 0.0, "off_target_preserved": 0.0, "note": "no latent"}
+            per[c] = {"steer_success": 0.0, "off_target_preserved": None, "note": "no latent"}
             total += cfg.n_samples
             continue
         with concept_steering(pipe, saes, latents, c, "ablate", hook=hook,
@@ -337,6 +339,7 @@ def steering_eval(pipe: DiffusionWorldPipeline, saes: dict[int, Any], latents: C
         changed += int(ch.sum())
         kept += int(kp.sum())
         total += cfg.n_samples
+        steered_total += cfg.n_samples
         say(f"  steer {c:8s} changed {per[c]['steer_success']:.2f}  others kept {per[c]['off_target_preserved']:.2f}")
     abl: dict[str, Any] = {}
     removed = abl_total = 0
@@ -361,9 +364,11 @@ def steering_eval(pipe: DiffusionWorldPipeline, saes: dict[int, Any], latents: C
         say(f"  ablate {c:8s} (+{abl[c]['recovered_descendants']}) removed {abl[c]['ablation_success']:.2f}")
     return {
         "steer_success": changed / total if total else 0.0,
-        "off_target_preserved": kept / total if total else 0.0,
+        "off_target_preserved": kept / steered_total if steered_total else 0.0,
         "ablation_success": removed / abl_total if abl_total else 0.0,
         "n_steer_samples": total,
+        "n_steered_samples": steered_total,
+        "concepts_without_latent": sorted(c for c, row in per.items() if row.get("note") == "no latent"),
         "n_ablation_samples": abl_total,
         "per_concept": per,
         "ablation": abl,

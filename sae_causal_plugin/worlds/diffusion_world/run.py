@@ -100,6 +100,8 @@ def run_diffusion_world(
     metrics["steering_per_concept"] = figures["steering"]["per_concept"]
     metrics["ablation_per_concept"] = {c: {k: v for k, v in row.items() if k != "recovered_descendants"}
                                        for c, row in figures["steering"]["ablation"].items()}
+    metrics["n_steered_samples"] = figures["steering"]["n_steered_samples"]
+    metrics["concepts_without_latent"] = figures["steering"]["concepts_without_latent"]
     metrics["config"] = figures["config"]
     description = (
         f"Diffusion toy world (16x16 scenes, 8 concepts), seed {seed}: one SAE per denoising timestep "
