@@ -1,9 +1,10 @@
-"""Every tutorial notebook executes offline on its embedded defaults, and matches its source."""
+"""Every tutorial notebook is committed executed, with small outputs, matches its source, and
+executes again offline on its embedded defaults, showing the same kinds of output in every cell."""
 
 from __future__ import annotations
 
-import json
-import os
+import base64
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,29 +13,27 @@ import pytest
 
 # dev dependencies (pyproject's [dev]): the notebooks must run, so a missing one is an error, not a skip
 import ipykernel  # noqa: E402, F401  (the kernel the notebooks execute in)
-import nbclient  # noqa: E402
+import nbclient  # noqa: E402, F401
 import nbformat  # noqa: E402
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
-CELL_TIMEOUT_S = 300
 SWITCH = "USE_REAL_MODELS = False"
+MAX_TOTAL_BYTES = 1_500_000
 
 
-def _kernel_manager(tmp_path: Path):
-    """A kernel running *this* interpreter (the venv the tests run from), whatever other
-    ``python3`` kernel specs the machine has."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
+def _load_build():
+    spec = importlib.util.spec_from_file_location("tutorials_build", TUTORIALS / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    spec_dir = tmp_path / "kernels" / "tutorial-python"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "tutorial python", "language": "python",
-    }))
-    specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
-    return KernelManager(kernel_name="tutorial-python", kernel_spec_manager=specs)
+
+build = _load_build()
+
+
+def _outputs(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
 def test_there_are_four_tutorials():
@@ -47,19 +46,46 @@ def test_notebooks_match_their_sources():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_committed_notebooks_are_small_and_show_figures():
+    total = sum(p.stat().st_size for p in NOTEBOOKS)
+    assert total < MAX_TOTAL_BYTES, f"the notebooks take {total} bytes"
+    images = [o for p in NOTEBOOKS for o in _outputs(nbformat.read(p, as_version=4))
+              if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, "the graph and diffusion notebooks show figures"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes_offline(path: Path, tmp_path: Path, monkeypatch):
+def test_notebook_is_committed_with_clean_outputs(path: Path):
     nb = nbformat.read(path, as_version=4)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    outputs = _outputs(nb)
+    assert any(o.output_type == "stream" and o.name == "stdout" for o in outputs), (
+        f"{path.name} has no printed output; rebuild it with python tutorials/_build.py --execute")
+    shows_figure = any(call in c.source for c in nb.cells if c.cell_type == "code"
+                       for call in ("display(Image(", "plt.show()"))
+    if shows_figure:
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} lost its figures"
+    assert not [o for o in outputs if o.output_type == "error"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    assert not any("execution" in c.metadata for c in code), "timing metadata committed"
+    for out in outputs:
+        assert build.WIDGET_MIME not in out.get("data", {})
+        if out.output_type == "stream":
+            assert not any(build.PROGRESS_BAR.search(line) for line in out.text.splitlines())
+            assert "\r" not in out.text
+        if "image/png" in out.get("data", {}):
+            assert len(base64.b64decode(out.data["image/png"])) <= build.MAX_PNG_BYTES
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes_offline(path: Path, tmp_path: Path):
+    committed = nbformat.read(path, as_version=4)
+    code = [c.source for c in committed.cells if c.cell_type == "code"]
     assert sum(SWITCH in c for c in code) == 1, f"{path.name}: exactly one '{SWITCH}' switch"
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
-        f"{path.name} is committed with outputs; rebuild it with python tutorials/_build.py")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the default path must not need the network
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=CELL_TIMEOUT_S,
-                                     resources={"metadata": {"path": str(workdir)}})
-    client.execute()
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    # the committed cells, run as --execute runs them: this interpreter, offline, one thread,
+    # in tmp_path; any cell that raises fails the test
+    executed = build.execute(committed, tmp_path)
+    assert not [o for o in _outputs(executed) if o.output_type == "error"]
+    kinds = {c.id: build.output_kinds(c) for c in executed.cells if c.cell_type == "code"}
+    expected = {c.id: build.output_kinds(c) for c in committed.cells if c.cell_type == "code"}
+    assert kinds == expected, "a cell shows other kinds of output than the committed notebook"

@@ -70,6 +70,7 @@ world_cfg = SyntheticModelConfig(
 )
 world = SyntheticModel(world_cfg, device=device)
 truth = true_hierarchy_graph(world)
+torch.manual_seed(0)  # the sample below, and so the printed L0, is the same on every run
 true_l0 = float((world.activation_generator.sample(20_000) > 0).sum(-1).float().mean())
 k = float(round(true_l0))
 print(f"true concept graph: {truth}; mean number of active features per sample: {true_l0:.2f}")
