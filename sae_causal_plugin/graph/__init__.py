@@ -7,6 +7,7 @@
   SAELens synthetic hierarchy.
 * :mod:`.layered`: graphs across the levels of an SAE stack (layers, timesteps), node ids, naming.
 * :mod:`.matching`: latent -> concept matching (firing F1, decoder cosine; Hungarian or best).
+* :func:`summarise_latents` -> :class:`LatentSummary`: per-latent rows of a latent browser.
 * :func:`diagnose_hierarchy` -> :class:`HierarchyDiagnosis`: whether a wrong graph is the
   dictionary's fault or the graph step's.
 """
@@ -27,6 +28,8 @@ _EXPORTS = {
     "true_hierarchy_graph": ".evaluation",
     "SelectionCode": ".factorization",
     "factorize_decoder": ".factorization",
+    "LatentSummary": ".latents",
+    "summarise_latents": ".latents",
     "layered_graph_from_firing": ".layered",
     "name_matched_latents": ".layered",
     "recover_timestep_graph": ".layered",
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from .diagnostics import HierarchyDiagnosis, diagnose_hierarchy
     from .evaluation import evaluate_hierarchy_recovery, match_latents_to_features, true_hierarchy_graph
     from .factorization import SelectionCode, factorize_decoder
+    from .latents import LatentSummary, summarise_latents
     from .layered import layered_graph_from_firing, name_matched_latents, recover_timestep_graph
     from .parent_sets import minimal_parent_set
     from .recovery import build_concept_graph, recover_concept_graph
@@ -59,6 +63,8 @@ __all__ = [
     "diagnose_hierarchy",
     "HierarchyDiagnosis",
     "layered_graph_from_firing",
+    "LatentSummary",
+    "summarise_latents",
     "minimal_parent_set",
     "name_matched_latents",
     "recover_timestep_graph",

@@ -22,6 +22,8 @@ th{background:#eef3fb}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pair{display:flex;gap:1em;flex-wrap:wrap}.pair>div{flex:1 1 420px;min-width:0}
 pre{background:#f6f8fa;padding:.6em;white-space:pre-wrap;word-break:break-word;border-radius:4px}
 img{max-width:100%;border:1px solid #d5dce6}.note{color:#4a5a6d}
+mark{background:#ffe08a;font-weight:600}.latents td{font-size:.9em}.latents img{max-width:96px}
+.latents .ctx{font-family:ui-monospace,monospace;white-space:nowrap}
 """
 
 
@@ -161,12 +163,16 @@ def render_index(
     examples: Sequence[Mapping[str, Any]],
     sae_dirs: Mapping[str, str],
     command: str = "",
+    latents: Sequence[Mapping[str, Any]] = (),
+    heatmap: str = "",
 ) -> str:
     """The whole page as one string. ``examples``: dicts with title, note, before, after, is_image, table and
-    succeeded (``False`` is flagged as a failure)."""
+    succeeded (``False`` is flagged as a failure); ``latents``: the latent browser's rows
+    (:func:`~sae_causal_plugin.report.latents.browser_rows`); ``heatmap``: the heat map's file name, if drawn."""
     return _template().render(
         css=_CSS, world=world, description=description, command=command,
         metrics=metric_rows(metrics, targets), settings=setting_rows(metrics), breakdowns=breakdowns(metrics),
         learned_nodes=len(learned), learned_edges=len(learned.edges), true_nodes=len(true), true_edges=len(true.edges),
         edge_rows=edge_rows(learned, true), examples=list(examples), sae_dirs=dict(sae_dirs),
+        latents=list(latents), heatmap=heatmap,
     )

@@ -12,6 +12,7 @@ from sae_causal_plugin._plain_json import plain_json
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin._files import check_target_dir, staged_dir
 from sae_causal_plugin.report.html import render_index
+from sae_causal_plugin.report.latents import HEATMAP, browser_rows, draw_heatmap
 from sae_causal_plugin.report.targets import targets_for
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
@@ -57,6 +58,9 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
         run.true_graph.draw(stage / "true_graph.png", max_nodes=max_drawn_concepts,
                             title=f"True concept graph ({run.world} world; coarse at top)")
         examples = [_stage_example(i, ex, stage, out_dir) for i, ex in enumerate(run.steering_examples)]
+        latents = browser_rows(run.latents, stage, out_dir)
+        if run.concept_firing:
+            draw_heatmap(run.concept_firing, stage / HEATMAP)
         page = render_index(
             world=run.world,
             description=run.description,
@@ -67,6 +71,8 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
             examples=examples,
             sae_dirs={str(k): _shown_path(Path(v), out_dir) for k, v in run.sae_dirs.items()},
             command=command,
+            latents=latents,
+            heatmap=HEATMAP if run.concept_firing else "",
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph import ConceptGraph, LatentSummary
 
 
 @dataclass
@@ -33,6 +33,20 @@ class SteeringExample:
 
 
 @dataclass
+class LatentEntry:
+    """One row of the report's latent browser: the latent's summary and its top-activating contexts.
+
+    ``contexts`` are texts split around the firing token, ``(before, token, after)``, for a language
+    model, or paths to PNG files (an image with the latent's heat map) for a diffusion model.
+    """
+
+    summary: LatentSummary
+    contexts: list[tuple[str, str, str]] | list[Path] = field(default_factory=list)
+    name: str = ""
+    """how the report names the latent (default ``#i``)"""
+
+
+@dataclass
 class WorldRun:
     """Everything a demo run produced.
 
@@ -49,3 +63,7 @@ class WorldRun:
     steering_examples: list[SteeringExample] = field(default_factory=list)
     sae_dirs: dict[str, Path] = field(default_factory=dict)
     description: str = ""
+    latents: list[LatentEntry] = field(default_factory=list)
+    """the latent browser's rows (empty: no browser)"""
+    concept_firing: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{concept: {latent name: firing F1}}``: the browser's concepts x latents heat map"""

@@ -28,3 +28,12 @@ def test_demo_on_the_language_world_writes_a_complete_report(tmp_path):
     assert_report_is_readable(page)
     assert report_tables(page)["settings"]["seed"][-1] == "0"
     assert f"Reproduce this report: <code>sae-causal demo --world language --seed 0 --out {out}</code>" in page
+    # the latent browser: one row per latent of the SAE (48), matched ones named, contexts with the
+    # firing token marked, the concepts x latents heat map drawn and linked
+    browser = page.split("<h2>Latent browser</h2>", 1)[1].split("<h2>", 1)[0]
+    rows = browser.count("<tr><td><code>")
+    assert rows == 48, rows
+    assert browser.count("<mark>") >= 4 * int(metrics["n_matched_latents"])
+    assert '<a href="latent_firing.png"><img src="latent_firing.png"' in browser
+    assert (out / "latent_firing.png").read_bytes()[:4] == b"\x89PNG"
+    assert "none matched" in browser and "<td>bird</td>" in browser

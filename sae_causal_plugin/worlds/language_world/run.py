@@ -32,7 +32,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph
+from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph, summarise_latents
+from sae_causal_plugin.graph._draw import display_label
+from sae_causal_plugin.graph.matching import firing_f1
 from sae_causal_plugin.steering.language import LanguageSteering, generate
 from sae_causal_plugin.worlds.language_world import measure
 from sae_causal_plugin.worlds.language_world.corpus import generate_corpus
@@ -40,12 +42,13 @@ from sae_causal_plugin.worlds.language_world.experiment import LanguageWorldConf
 from sae_causal_plugin.worlds.language_world.model import load_language_world
 from sae_causal_plugin.worlds.language_world.saes import (
     collect_activations,
+    kept_positions,
     latent_firing,
     match_latents_to_concepts,
     score_taxonomy_recovery,
     train_layer_sae,
 )
-from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+from sae_causal_plugin.worlds.run import LatentEntry, SteeringExample, WorldRun
 from sae_causal_plugin._rng import keeps_global_rng
 
 #: how the report describes the tokens the SAE reads (option ``read``).
@@ -94,7 +97,8 @@ def run_language_world(
     corpus = generate_corpus(opt["n_eval_documents"], seed=seed + 1000, taxonomy=taxonomy)
     x, active = collect_activations(model, corpus, hook, words=opt["read"])
     graph = recover_concept_graph(sae, x)
-    match = match_latents_to_concepts(latent_firing(sae, x), active, taxonomy.concepts)
+    fired = latent_firing(sae, x)
+    match = match_latents_to_concepts(fired, active, taxonomy.concepts)
     scores = score_taxonomy_recovery(graph, match, taxonomy)
     named = name_matched_latents(graph, match, taxonomy.level)
     latent_of = {concept: latent for latent, (concept, _) in match.items()}
@@ -154,8 +158,9 @@ def run_language_world(
                         "n_latents": float(n_latents)}
     bar.update()
 
-    bar.set_postfix_str("steering example")
+    bar.set_postfix_str("steering example, latent browser")
     examples = _examples(model, sae, hook, world, latent_of, x, opt)
+    latents, concept_firing = _latent_browser(sae, x, fired, active, named, match, corpus, world, opt["read"])
     bar.update()
     bar.close()
 
@@ -198,7 +203,30 @@ def run_language_world(
         sae_dirs["layers"] = Path(out_dir) / "saes" / "layer_levels"
     return WorldRun(world="language", learned_graph=named, true_graph=taxonomy.true_graph(), metrics=metrics,
                     steering_examples=examples, sae_dirs=sae_dirs,
-                    description=description)
+                    description=description, latents=latents, concept_firing=concept_firing)
+
+
+@torch.no_grad()
+def _latent_browser(sae, x, fired, active, graph, match, corpus, world, words,
+                    top_k: int = 4) -> tuple[list[LatentEntry], dict[str, dict[str, float]]]:
+    """Every latent with its 4 top-activating contexts (6 words before the firing token, 2 after), and
+    the firing F1 of every (concept, latent) pair."""
+    codes = torch.cat([sae.encode(chunk) for chunk in x.split(8192)])
+    where = kept_positions(corpus, words).nonzero()  # row -> (document, position)
+    names = {i: display_label(graph, i) if i in graph else f"#{i}" for i in range(codes.shape[1])}
+    entries = []
+    for summary in summarise_latents(codes, sae.W_dec, graph, match, top_k=top_k):
+        contexts = []
+        for row in summary.top_rows:
+            doc, pos = (int(v) for v in where[row])
+            tokens = corpus.tokens[doc]
+            contexts.append((str(world.decode(tokens[max(0, pos - 6):pos])), str(world.decode(tokens[pos:pos + 1])),
+                             str(world.decode(tokens[pos + 1:pos + 3]))))
+        entries.append(LatentEntry(summary=summary, contexts=contexts, name=names[summary.latent]))
+    f1 = firing_f1(fired, active)
+    concept_firing = {c: {names[i]: round(float(f1[i, j]), 3) for i in range(f1.shape[0])}
+                      for j, c in enumerate(world.taxonomy.concepts)}
+    return entries, concept_firing
 
 
 def _steer_at(scale, model, sae, hook, x, latent_of, taxonomy, where, seed) -> dict[str, float]:

@@ -137,9 +137,14 @@ def collect_activations(
     for chunk in corpus.tokens.split(batch_size):
         _, cache = model.run_with_cache(chunk, names_filter=hook_name)
         acts.append(cache[hook_name])
-    keep = ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy, words)))
+    keep = kept_positions(corpus, words)
     labels = carried_labels(corpus.active) if words == "slots" else corpus.active
     return torch.cat(acts)[keep], labels[keep]
+
+
+def kept_positions(corpus: Corpus, words: str = "nouns") -> Bool[Tensor, "n seq"]:
+    """The positions :func:`collect_activations` keeps (its rows are ``corpus.tokens[mask]``, row-major)."""
+    return ~torch.isin(corpus.tokens, torch.tensor(excluded_token_ids(corpus.taxonomy, words)))
 
 
 def carried_labels(active: Bool[Tensor, "n seq c"]) -> Bool[Tensor, "n seq c"]:
