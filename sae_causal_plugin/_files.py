@@ -105,6 +105,28 @@ def staged_file(path: str | Path) -> Iterator[Path]:
             staging.unlink(missing_ok=True)
 
 
+@contextmanager
+def removed_on_error(folder: str | Path) -> Iterator[Path]:
+    """Run a block that writes into ``folder``; if it raises (Ctrl-C included), remove what the block
+    added: ``folder`` itself when it did not exist before, else the entries of it that are new.  Entries
+    that were there before are left as they were."""
+    folder = _absolute(folder)
+    existed = folder.is_dir()
+    before = set(folder.iterdir()) if existed else set()
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.is_dir():
+            for path in set(folder.iterdir()) - before:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
 def clean_stale(target: str | Path) -> list[Path]:
     """Remove ``.NAME.staging-*`` / ``.NAME.old-*`` left beside ``target`` by processes that are gone
     (also the nested ``..NAME.staging-*.staging-*`` of a save inside a staging folder).

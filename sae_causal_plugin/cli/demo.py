@@ -59,16 +59,17 @@ def world_runner(world: str) -> Callable[..., Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae_causal_plugin._files import check_target_dir
+    from sae_causal_plugin._files import check_target_dir, removed_on_error
     from sae_causal_plugin.report import write_report
 
     check_target_dir(args.out, what="report folder")
     runner = world_runner(args.world)
     start = time.perf_counter()
-    world_run = runner(args.seed, out_dir=Path(args.out), progress=not args.no_progress)
-    world_run.metrics.setdefault("seconds", time.perf_counter() - start)
-    command = f"sae-causal demo --world {args.world} --seed {args.seed} --out {args.out}"
-    index = write_report(world_run, args.out, command=command)
+    with removed_on_error(args.out):  # a failed run leaves no SAE folder or image behind
+        world_run = runner(args.seed, out_dir=Path(args.out), progress=not args.no_progress)
+        world_run.metrics.setdefault("seconds", time.perf_counter() - start)
+        command = f"sae-causal demo --world {args.world} --seed {args.seed} --out {args.out}"
+        index = write_report(world_run, args.out, command=command)
     print(summary(world_run.metrics, args.world))
     print(f"report written to {index.resolve()} ({time.perf_counter() - start:.0f} s in all)")
     hint = steer_hint(world_run, index.parent)
@@ -78,28 +79,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def steer_hint(world_run: Any, out_dir: Any) -> str:
-    """A ready ``sae-causal steer`` command: push a prompt about one category toward another.
-
-    Language world only: the SAE at ``metrics["hook_name"]`` (or the only SAE), the first
-    category matched to a latent as the target, and ``the`` plus a cue word of a different
-    category (from the world's taxonomy) as the prompt.
-    """
+    """A ready ``sae-causal steer`` command that visibly steers: the concept, prompt and value the run
+    measured (``metrics["steer_hint"]``, language world), with the SAE at ``metrics["hook_name"]`` (or
+    the only SAE); ``""`` when the run has none."""
+    hint = world_run.metrics.get("steer_hint") or {}
     sae_dir = world_run.sae_dirs.get(world_run.metrics.get("hook_name"))
     if sae_dir is None and len(world_run.sae_dirs) == 1:
         sae_dir = next(iter(world_run.sae_dirs.values()))
-    if world_run.world != "language" or sae_dir is None:
+    if sae_dir is None or not hint:
         return ""
-    from sae_causal_plugin.worlds.language_world import DEFAULT_TAXONOMY
-
-    graph = world_run.learned_graph
-    matched = {graph.concept_attrs(n).get("concept") for n in graph.concepts}
-    category = next((c for c in DEFAULT_TAXONOMY.categories if c in matched), None)
-    if category is None:
-        return ""
-    other = next(c for c in DEFAULT_TAXONOMY.categories if c != category)
-    prompt = f"the {DEFAULT_TAXONOMY.cues[other][0]}"
-    return (f"sae-causal steer --sae {sae_dir} --graph {out_dir / 'concept_graph.json'} "
-            f"--concept {category} --mode add --value 8 --prompt '{prompt}' --max-new-tokens 12")
+    command = (f"sae-causal steer --sae {sae_dir} --graph {out_dir / 'concept_graph.json'} "
+               f"--concept {hint['concept']} --mode add --value {hint['value']:g} --prompt '{hint['prompt']}' "
+               "--max-new-tokens 12")
+    return command if hint.get("visible") else f"{command}  (no tried value made the continuation name a {hint['concept']} item)"
 
 
 def summary(metrics: dict[str, Any], world: str) -> str:

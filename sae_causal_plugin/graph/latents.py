@@ -7,8 +7,9 @@ turns rows into contexts: text around a token, or an image).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -41,9 +42,10 @@ def summarise_latents(
     codes: Float[Tensor, "n d_sae"],
     decoder: Float[Tensor, "d_sae d_in"],
     graph: ConceptGraph,
-    match: Mapping[int, tuple[str, float]],
+    match: Mapping[Any, tuple[str, float]],
     *,
     top_k: int = 5,
+    nodes: Sequence[Any] | None = None,
 ) -> list[LatentSummary]:
     """Summaries of every latent of ``codes`` (SAE activations, one row per sample).
 
@@ -62,6 +64,9 @@ def summarise_latents(
         raise ValueError("codes holds NaN or infinite values: check the activations the SAE encoded")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    nodes = list(range(codes.shape[1])) if nodes is None else list(nodes)
+    if len(nodes) != codes.shape[1]:
+        raise ValueError(f"nodes names {len(nodes)} latents, codes has {codes.shape[1]}: give one node per latent")
     codes = codes.detach().float().cpu()
     rates = (codes > 0).float().mean(0)
     norms = decoder.detach().float().cpu().norm(dim=1)
@@ -69,13 +74,14 @@ def summarise_latents(
     out = []
     for latent in range(codes.shape[1]):
         fires = values[:, latent] > 0
-        concept, f1 = match.get(latent, (None, None))
-        near = latent in graph
+        node = nodes[latent]
+        concept, f1 = match.get(node, (None, None))
+        near = node in graph
         out.append(LatentSummary(
             latent=latent, firing_rate=float(rates[latent]), decoder_norm=float(norms[latent]),
             concept=concept, firing_f1=None if f1 is None else float(f1),
-            parents=tuple(display_label(graph, p) for p in graph.parents(latent)) if near else (),
-            children=tuple(display_label(graph, c) for c in graph.children(latent)) if near else (),
+            parents=tuple(display_label(graph, p) for p in graph.parents(node)) if near else (),
+            children=tuple(display_label(graph, c) for c in graph.children(node)) if near else (),
             top_rows=tuple(int(r) for r in rows[fires, latent]),
             top_values=tuple(float(v) for v in values[fires, latent]),
         ))

@@ -88,6 +88,7 @@ DESCRIPTIONS: dict[str, str] = {
     "ablation_per_concept": "per parent concept: share of samples where ablating it with its descendants removed it",
     "per_category": "per category: steering figures (mass before / after, perplexity)",
     "per_subcategory": "per subcategory: items' mass before / after ablating it with its descendants",
+    "steer_hint": "the demo's suggested steer command: concept, prompt, the smallest tried value whose greedy continuation names one of its items, and whether one did",
     "steer_sweep": "steering figures at other steering scales (the trade-off table)",
 }
 

@@ -1,6 +1,7 @@
 """The real main job: ``python -m sae_causal_plugin demo`` on the shipped language world, end to end."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -37,3 +38,18 @@ def test_demo_on_the_language_world_writes_a_complete_report(tmp_path):
     assert '<a href="latent_firing.png"><img src="latent_firing.png"' in browser
     assert (out / "latent_firing.png").read_bytes()[:4] == b"\x89PNG"
     assert "none matched" in browser and "<td>bird</td>" in browser
+    # the suggested steer command visibly steers: the steered continuation names an item of the concept
+    hint = metrics["steer_hint"]
+    assert hint["visible"] is True, hint
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("steer it yourself: "))
+    args = shlex.split(line.removeprefix("steer it yourself: "))
+    assert args[:2] == ["sae-causal", "steer"] and f"--value" in args
+    steered = subprocess.run([sys.executable, "-m", "sae_causal_plugin", *args[1:]],
+                             capture_output=True, text=True, timeout=300)
+    assert steered.returncode == 0, steered.stderr[-2000:]
+    from sae_causal_plugin.worlds.language_world import DEFAULT_TAXONOMY
+
+    items = set(DEFAULT_TAXONOMY.items_of(hint["concept"]))
+    before = next(l for l in steered.stdout.splitlines() if l.startswith("before:")).split()
+    after = next(l for l in steered.stdout.splitlines() if l.startswith("after:")).split()
+    assert not items & set(before) and items & set(after), (before, after)

@@ -34,6 +34,17 @@ def test_known_values():
     assert c.parents == c.children == ()  # not in the graph
 
 
+def test_nodes_map_latents_onto_graph_nodes():
+    codes, decoder, _ = small()
+    graph = ConceptGraph()
+    graph.add_edge("t101:1", "t501:0", p_parent_given_child=1.0)
+    rows = summarise_latents(codes, decoder, graph, {"t101:1": ("window", 0.8)},
+                             nodes=["t101:0", "t101:1", "t101:2"])
+    assert rows[1].parents == ("t501:0",) and rows[1].concept == "window" and rows[0].concept is None
+    with pytest.raises(ValueError, match="one node per latent"):
+        summarise_latents(codes, decoder, graph, {}, nodes=["a"])
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c, d: (c[:, :2], d), "same d_sae"),
     (lambda c, d: (c[:0], d), "no rows"),

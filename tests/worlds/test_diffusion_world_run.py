@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,12 @@ def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     page = (report / "index.html").read_text()
     assert_report_is_readable(page)
     assert "config.timesteps" in report_tables(page)["settings"]
+    # the latent browser: every latent of the three SAEs, its top scenes beside their heat maps
+    browser = page.split("<h2>Latent browser</h2>", 1)[1].split("<h2>", 1)[0]
+    assert browser.count("<tr><td><code>") == 3 * 8
+    shown = re.findall(r"<img src='(latents/[^']+\.png)'", browser)
+    assert shown and all((report / src).is_file() for src in shown)
+    assert (report / "latent_firing.png").is_file()
 
 
 @pytest.mark.slow

@@ -29,7 +29,10 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
-from sae_causal_plugin.graph import name_matched_latents
+from sae_causal_plugin.graph import name_matched_latents, summarise_latents
+from sae_causal_plugin.graph._draw import display_label
+from sae_causal_plugin.graph.layered import node_id
+from sae_causal_plugin.graph.matching import firing_f1
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
     CONCEPT_INDEX,
     CONCEPTS,
@@ -49,9 +52,9 @@ from sae_causal_plugin.worlds.diffusion_world.experiment import (
     run_experiment,
     scenes_with,
 )
-from sae_causal_plugin.worlds.diffusion_world.scenes import render
+from sae_causal_plugin.worlds.diffusion_world.scenes import render, sample_scenes
 from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
-from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+from sae_causal_plugin.worlds.run import LatentEntry, SteeringExample, WorldRun
 
 #: demo settings that differ from the experiment's :class:`~.experiment.DiffusionWorldConfig`.
 DEFAULTS: dict[str, Any] = dict(n_samples=16)
@@ -111,8 +114,57 @@ def run_diffusion_world(
         f"generations per concept and test (the benchmark uses 32), {cfg.num_inference_steps} DDIM steps."
     )
     learned = name_matched_latents(result.latent_graph, result.assignment, LEVELS.__getitem__)
+    latents, concept_firing = _latent_browser(result, learned, image_dir.parent / "latent_maps", seed)
     return WorldRun(world="diffusion", learned_graph=learned, true_graph=true_graph(), metrics=metrics,
-                    steering_examples=examples, description=description)
+                    steering_examples=examples, description=description, latents=latents,
+                    concept_firing=concept_firing)
+
+
+#: fresh scenes the latent browser reads (top images, heat maps, the concepts x latents F1).
+N_BROWSE = 256
+
+
+@torch.no_grad()
+def _latent_browser(result: DiffusionWorldResult, learned: Any, image_dir: Path, seed: int,
+                    top_k: int = 3) -> tuple[list[LatentEntry], dict[str, dict[str, float]]]:
+    """Every latent of every timestep's SAE with its ``top_k`` top-activating scenes, each drawn beside
+    the latent's per-token activation as a heat map over it; and the F1 of every (concept, latent)."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    images, labels = sample_scenes(N_BROWSE, seed=1000 * seed + 5)
+    timesteps = tuple(sorted(result.saes, reverse=True))
+    acts = collect_activations(result.pipe, images, labels, timesteps, 1000 * seed + 6, result.hook)
+    present = detect_concepts(images)
+    entries: list[LatentEntry] = []
+    concept_firing: dict[str, dict[str, float]] = {c: {} for c in CONCEPTS}
+    for t in timesteps:
+        sae = result.saes[t]
+        per_token = sae.encode(acts[t]).reshape(N_BROWSE, -1, sae.cfg.d_sae)
+        codes = sae.encode(pool_images(acts[t], N_BROWSE)) if result.config.pool else per_token.amax(1)
+        nodes = [node_id(t, i, prefix="t") for i in range(sae.cfg.d_sae)]
+        for summary in summarise_latents(codes, sae.W_dec, learned, result.assignment, top_k=top_k, nodes=nodes):
+            node = nodes[summary.latent]
+            name = display_label(learned, node) if node in learned else node
+            paths = [_heat_map(images[row], per_token[row, :, summary.latent],
+                               image_dir / f"t{t}_latent{summary.latent}_{i}.png")
+                     for i, row in enumerate(summary.top_rows)]
+            entries.append(LatentEntry(summary=summary, contexts=paths, name=name))
+        f1 = firing_f1(codes > 0, present)
+        for j, c in enumerate(CONCEPTS):
+            concept_firing[c].update({f"t{t}:{i}": round(float(f1[i, j]), 3) for i in range(f1.shape[0])})
+    return entries, concept_firing
+
+
+def _heat_map(image: Float[Tensor, "3 h w"], tokens: Float[Tensor, " n_tokens"], path: Path, scale: int = 4) -> Path:
+    """The scene and, beside it, the scene tinted red where the latent's per-token activation is high."""
+    side = int(round(tokens.numel() ** 0.5))
+    if side * side != tokens.numel():
+        raise ValueError(f"the hook's {tokens.numel()} tokens per image are not a square grid: read a spatial hook")
+    heat = tokens.clamp(min=0).reshape(1, 1, side, side)
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    heat = torch.nn.functional.interpolate(heat, size=image.shape[-2:], mode="nearest")[0]
+    red = torch.tensor([1.0, 0.1, 0.1])[:, None, None]
+    tinted = image * (1 - 0.7 * heat) + red * 0.7 * heat
+    return save_grid(torch.stack([image, tinted]), path, scale=scale)
 
 
 def _steering_examples(result: DiffusionWorldResult, image_dir: Path, n_show: int,

@@ -160,6 +160,7 @@ def run_language_world(
 
     bar.set_postfix_str("steering example, latent browser")
     examples = _examples(model, sae, hook, world, latent_of, x, opt)
+    hint = steer_hint(model, sae, hook, world, latent_of, x)
     latents, concept_firing = _latent_browser(sae, x, fired, active, named, match, corpus, world, opt["read"])
     bar.update()
     bar.close()
@@ -186,6 +187,7 @@ def run_language_world(
         steer_positions=opt["steer_positions"],
         per_category={c: {k: float(v) for k, v in r.items()} for c, r in per_category.items()},
         steer_sweep=sweep,
+        steer_hint=hint,
         per_subcategory={s: {k: float(v) for k, v in r.items()} for s, r in per_sub.items()},
         seconds=time.perf_counter() - start,
     )
@@ -227,6 +229,39 @@ def _latent_browser(sae, x, fired, active, graph, match, corpus, world, words,
     concept_firing = {c: {names[i]: round(float(f1[i, j]), 3) for i in range(f1.shape[0])}
                       for j, c in enumerate(world.taxonomy.concepts)}
     return entries, concept_firing
+
+
+#: multiples of a latent's typical activation tried for the demo's suggested steer command.
+HINT_MULTIPLES = (1, 2, 4, 8)
+
+
+def steer_hint(model, sae, hook, world, latent_of, x, max_new_tokens: int = 12) -> dict[str, Any]:
+    """A steer command's settings that visibly steer: the first category with a latent, a prompt ``the``
+    plus a cue word of another category, and the smallest value (a multiple of :data:`HINT_MULTIPLES` of
+    the latent's typical activation) whose greedy continuation names an item of the category when the
+    unsteered one does not.  ``visible`` says whether any tried value did (``{}``: no category matched)."""
+    taxonomy = world.taxonomy
+    category = next((c for c in taxonomy.categories if c in latent_of), None)
+    if category is None:
+        return {}
+    other = next(c for c in taxonomy.categories if c != category)
+    text = f"the {taxonomy.cues[other][0]}"
+    prompt = world.encode(text)
+    items = set(taxonomy.item_token_ids(category))
+
+    def names_an_item(steering: LanguageSteering | None) -> bool:
+        new = generate(model, prompt, max_new_tokens=max_new_tokens, steering=steering)[0, prompt.shape[1]:]
+        return any(int(t) in items for t in new)
+
+    base = measure.typical_activation(sae, x, latent_of[category])
+    visible, value = False, round(HINT_MULTIPLES[-1] * base, 1)
+    if not names_an_item(None):
+        for multiple in HINT_MULTIPLES:
+            candidate = round(multiple * base, 1)
+            if names_an_item(LanguageSteering(model, sae, [latent_of[category]], "add", candidate, hook_name=hook)):
+                visible, value = True, candidate
+                break
+    return {"concept": category, "prompt": text, "value": value, "visible": visible}
 
 
 def _steer_at(scale, model, sae, hook, x, latent_of, taxonomy, where, seed) -> dict[str, float]:
