@@ -22,12 +22,13 @@ def browser_rows(entries: Sequence[LatentEntry], stage: Path, out_dir: Path) -> 
     ordered = sorted(entries, key=lambda e: (e.summary.concept is None, -(e.summary.firing_f1 or 0.0),
                                             -e.summary.firing_rate, e.summary.latent))
     rows = []
-    for entry in ordered:
+    for k, entry in enumerate(ordered):  # file names by row: latent indices repeat across SAEs
         s = entry.summary
         texts, images = [], []
         for i, context in enumerate(entry.contexts):
             if isinstance(context, Path):
-                images.append(_copy(context, stage, out_dir, f"latent{s.latent}_{i}"))
+                images.append(copy_image(context, stage, out_dir, Path("latents") / f"row{k}_{i}",
+                                         "latent browser"))
             else:
                 before, token, after = context
                 texts.append({"before": before, "token": token, "after": after})
@@ -38,11 +39,13 @@ def browser_rows(entries: Sequence[LatentEntry], stage: Path, out_dir: Path) -> 
     return rows
 
 
-def _copy(path: Path, stage: Path, out_dir: Path, stem: str) -> str:
+def copy_image(path: Path, stage: Path, out_dir: Path, rel: Path, what: str) -> str:
+    """Copy the image ``path`` (relative paths read from ``out_dir``) to ``stage / rel``; return ``rel``
+    as a link.  ``what`` names the image's owner in the error of a missing file."""
     source = path if path.is_absolute() else out_dir / path
     if not source.is_file():
-        raise ValueError(f"latent browser: image {source} does not exist")
-    rel = Path("latents") / f"{stem}{source.suffix or '.png'}"
+        raise ValueError(f"{what}: image {source} does not exist")
+    rel = rel.with_suffix(source.suffix or ".png")
     (stage / rel).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, stage / rel)
     return rel.as_posix()

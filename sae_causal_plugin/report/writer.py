@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from sae_causal_plugin._plain_json import plain_json
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin._files import check_target_dir, staged_dir
 from sae_causal_plugin.report.html import render_index
-from sae_causal_plugin.report.latents import HEATMAP, browser_rows, draw_heatmap
+from sae_causal_plugin.report.latents import HEATMAP, browser_rows, copy_image, draw_heatmap
 from sae_causal_plugin.report.targets import targets_for
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
 
@@ -124,10 +123,4 @@ def _stage_example(i: int, ex: SteeringExample, stage: Path, out_dir: Path) -> d
 
 
 def _copy_image(path: Path, stage: Path, out_dir: Path, stem: str, title: str) -> str:
-    source = path if path.is_absolute() else out_dir / path
-    if not source.is_file():
-        raise ValueError(f"steering example {title!r}: image {source} does not exist")
-    rel = Path("steering") / f"{stem}{source.suffix or '.png'}"
-    (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, stage / rel)
-    return rel.as_posix()
+    return copy_image(path, stage, out_dir, Path("steering") / stem, f"steering example {title!r}")

@@ -112,6 +112,7 @@ def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert browser.count("<tr><td><code>") == 3 * 8
     shown = re.findall(r"<img src='(latents/[^']+\.png)'", browser)
     assert shown and all((report / src).is_file() for src in shown)
+    assert len(set(shown)) == len(shown)  # the three SAEs' latent 0 do not overwrite one another
     assert (report / "latent_firing.png").is_file()
 
 
