@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         world_run.metrics.setdefault("seconds", time.perf_counter() - start)
         command = f"sae-causal demo --world {args.world} --seed {args.seed} --out {args.out}"
         index = write_report(world_run, args.out, command=command)
+        if world_run.scratch_dir is not None:  # the report holds copies of its images now
+            shutil.rmtree(world_run.scratch_dir, ignore_errors=True)
     print(summary(world_run.metrics, args.world))
     print(f"report written to {index.resolve()} ({time.perf_counter() - start:.0f} s in all)")
     hint = steer_hint(world_run, index.parent)

@@ -98,21 +98,17 @@ def run(args: argparse.Namespace) -> int:
 
 def value_hint(handle: Any, sae: Any, hook: str, tokens: Any, latent: int) -> str:
     """How strongly ``latent`` fires on the prompt, and values of that size for each mode."""
-    import torch
-
     from sae_causal_plugin.cli.data import hook_activations
+    from sae_causal_plugin.steering.core import latent_firing_size
 
     if not 0 <= latent < int(sae.cfg.d_sae):
         return f"latent {latent} is outside the SAE's range [0, {sae.cfg.d_sae})"
-    with torch.no_grad():
-        z = torch.cat([sae.encode(x)[:, latent] for x in hook_activations(handle, hook, tokens)])
-    fired = z[z > 0]
-    if fired.numel() == 0:
+    typical, fired, rows = latent_firing_size(sae, hook_activations(handle, hook, tokens), latent)
+    if typical is None:
         return (f"latent {latent} does not fire on this prompt; try --mode add with a --value of a few units, "
                 "or a prompt where it fires")
-    typical = float(fired.mean())
     return (f"latent {latent} fires at {typical:.3g} on average where it fires on this prompt "
-            f"({fired.numel()} of {z.numel()} positions): try add --value {4 * typical:.3g}, "
+            f"({fired} of {rows} positions): try add --value {4 * typical:.3g}, "
             f"clamp --value {2 * typical:.3g}, scale --value 2 (or 0.5 to weaken it)")
 
 

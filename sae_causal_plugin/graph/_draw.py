@@ -60,14 +60,6 @@ def _id_key(n: Any) -> tuple[int, int, str]:
     return (0, n, "") if isinstance(n, int) else (1, 0, str(n))
 
 
-def display_label(graph: ConceptGraph, node: Any) -> str:
-    """The ``label`` attribute, else ``#i`` for an integer latent id, else the id as text."""
-    label = graph.concept_attrs(node).get("label")
-    if label:
-        return str(label)
-    return f"#{node}" if isinstance(node, int) else str(node)
-
-
 def row_label(graph: ConceptGraph, nodes: list[Any], level: int) -> str:
     """``t = T`` / ``layer L`` when every node of the row shares that attribute, else ``level L``."""
     for key, text in (("timestep", "t = {}"), ("layer", "layer {}")):
@@ -107,9 +99,10 @@ def layout(graph: ConceptGraph, *, max_nodes: int = 200, title: str = "") -> Lay
         raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     sub = graph.subgraph(_select_nodes(graph, max_nodes))
     on_edge = {n for e in sub.edges for n in e}
-    isolated = sorted((n for n in sub.concepts if n not in on_edge), key=_id_key)
+    off_edge = sorted((n for n in sub.concepts if n not in on_edge), key=_id_key)
+    isolated = [sub.node_label(n) for n in off_edge]
     placed = [n for n in sub.concepts if n in on_edge]
-    labels = {n: display_label(sub, n) for n in placed}
+    labels = {n: sub.node_label(n) for n in placed}
     slot = max((len(t) for t in labels.values()), default=4) * CHAR_W + SLOT_PAD
     per_line = max(1, int((MAX_W - LEFT) // slot))
     rows = _ordered_rows(sub, placed)
@@ -145,13 +138,13 @@ def layout(graph: ConceptGraph, *, max_nodes: int = 200, title: str = "") -> Lay
     else:
         height = top + 0.6
     unnamed = any(isinstance(n, int) and "label" not in sub.concept_attrs(n) for n in placed)
-    legend = _legend_lines(sub, isolated, unnamed, width)
+    legend = _legend_lines(isolated, unnamed, width)
     height += 0.18 * len(legend) + 0.2
     edges = []
     for child, parent in sub.edges:
         w = sub.edge_stats(child, parent).get("p_parent_given_child")
         edges.append((child, parent, float(w) if isinstance(w, (int, float)) else 0.5))
-    return Layout(pos=pos, labels=labels, rows=row_marks, isolated=[display_label(sub, n) for n in isolated],
+    return Layout(pos=pos, labels=labels, rows=row_marks, isolated=isolated,
                   width=width, height=height, title_lines=title_lines, legend=legend, edges=edges)
 
 
@@ -163,13 +156,13 @@ def _unit(raw: dict[Any, Any], layers: dict[int, list[Any]]) -> float:
     return 1.0
 
 
-def _legend_lines(graph: ConceptGraph, isolated: list[Any], unnamed: bool, width: float) -> list[str]:
+def _legend_lines(isolated: list[str], unnamed: bool, width: float) -> list[str]:
     lines = ["Arrows point from a finer concept to the coarser one it selects; width grows with "
              "P(parent fires | child fires)."]
     if unnamed:
         lines.append("#i = SAE latent i, matched to no concept.")
     if isolated:
-        names = ", ".join(display_label(graph, n) for n in isolated)
+        names = ", ".join(isolated)
         lines.append(f"On no edge ({len(isolated)}, not placed): {names}")
     return [part for line in lines for part in textwrap.wrap(line, max(30, int(width / 0.07)))]
 
@@ -250,9 +243,9 @@ def write_interactive(graph: ConceptGraph, path: str | Path, *, title: str | Non
 
 def _hover(graph: ConceptGraph, node: Any) -> str:
     attrs = graph.concept_attrs(node)
-    lines = [f"<b>{display_label(graph, node)}</b>"]
+    lines = [f"<b>{graph.node_label(node)}</b>"]
     lines += [f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in attrs.items() if k != "label"]
     for name, near in (("parents", graph.parents(node)), ("children", graph.children(node))):
         if near:
-            lines.append(f"{name}: " + ", ".join(display_label(graph, m) for m in near))
+            lines.append(f"{name}: " + ", ".join(graph.node_label(m) for m in near))
     return "<br>".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
@@ -302,30 +302,30 @@ class ConceptGraph:
             nx.write_graphml(g, str(tmp))
 
     def to_dot(self, path: str | Path | None = None) -> str:
-        """Graphviz DOT text (coarse levels at the top); written to ``path`` if given."""
-        levels = self.levels()
-        lines = [
-            "digraph ConceptGraph {",
-            "  rankdir=BT;",
-            '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontsize=10];',
-        ]
+        """Graphviz DOT text (coarse levels at the top, one ``rank=same`` group per level), built with
+        pydot; written to ``path`` if given."""
+        import pydot
+
+        dot = pydot.Dot("ConceptGraph", graph_type="digraph", rankdir="BT")
+        dot.set_node_defaults(shape="box", style="rounded,filled", fillcolor="#eef3fb", fontsize="10")
         ids = {n: f"n{i}" for i, n in enumerate(self._g.nodes)}
-        for node, attrs in self._g.nodes(data=True):
-            lines.append(f'  {ids[node]} [label="{_dot_escape(_node_label(node, attrs))}"];')
+        for node in self._g.nodes:
+            dot.add_node(pydot.Node(ids[node], label=self.node_label(node)))
         by_level: dict[int, list[NodeId]] = {}
-        for node, lvl in levels.items():
+        for node, lvl in self.levels().items():
             by_level.setdefault(lvl, []).append(node)
         for lvl in sorted(by_level):
-            members = " ".join(ids[n] + ";" for n in by_level[lvl])
-            lines.append(f"  {{ rank=same; {members} }}  // level {lvl}")
+            rank = pydot.Subgraph(f"level_{lvl}", rank="same")
+            for n in by_level[lvl]:
+                rank.add_node(pydot.Node(ids[n]))
+            dot.add_subgraph(rank)
         for c, p, attrs in self._g.edges(data=True):
             w = attrs.get("p_parent_given_child")
-            extra = ""
+            extra = {}
             if isinstance(w, (int, float)) and math.isfinite(w):
-                extra = f' [label="{w:.2f}", penwidth={0.5 + 2.5 * max(0.0, min(1.0, w)):.2f}]'
-            lines.append(f"  {ids[c]} -> {ids[p]}{extra};")
-        lines.append("}")
-        text = "\n".join(lines) + "\n"
+                extra = {"label": f"{w:.2f}", "penwidth": f"{0.5 + 2.5 * max(0.0, min(1.0, w)):.2f}"}
+            dot.add_edge(pydot.Edge(ids[c], ids[p], **extra))
+        text = dot.to_string()
         if path is not None:
             from sae_causal_plugin._files import staged_file
 
@@ -368,8 +368,11 @@ class ConceptGraph:
         return out
 
     def node_label(self, node: NodeId) -> str:
-        """Display label: the ``label`` attribute, else the id."""
-        return _node_label(node, self._g.nodes[node])
+        """Display label: the ``label`` attribute, else ``#i`` for an integer latent id, else the id."""
+        label = self._g.nodes[node].get("label")
+        if label:
+            return str(label)
+        return f"#{node}" if isinstance(node, int) else str(node)
 
 
 def _checked_item(item: Any, name: str, ids: tuple[str, ...], attrs_key: str, where: str) -> dict[str, Any]:
@@ -383,15 +386,6 @@ def _checked_item(item: Any, name: str, ids: tuple[str, ...], attrs_key: str, wh
     if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
         raise FileFormatError(where, f"{name}: {attrs_key!r} must be an object", _GRAPH_FIX)
     return dict(attrs)
-
-
-def _node_label(node: Hashable, attrs: Mapping[str, Any]) -> str:
-    label = attrs.get("label")
-    return str(label) if label else str(node)
-
-
-def _dot_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _graphml_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ._draw import display_label
 from .concept_graph import ConceptGraph
 
 
@@ -80,8 +79,8 @@ def summarise_latents(
         out.append(LatentSummary(
             latent=latent, firing_rate=float(rates[latent]), decoder_norm=float(norms[latent]),
             concept=concept, firing_f1=None if f1 is None else float(f1),
-            parents=tuple(display_label(graph, p) for p in graph.parents(node)) if near else (),
-            children=tuple(display_label(graph, c) for c in graph.children(node)) if near else (),
+            parents=tuple(graph.node_label(p) for p in graph.parents(node)) if near else (),
+            children=tuple(graph.node_label(c) for c in graph.children(node)) if near else (),
             top_rows=tuple(int(r) for r in rows[fires, latent]),
             top_values=tuple(float(v) for v in values[fires, latent]),
         ))

@@ -51,7 +51,7 @@ def concept_name(graph: ConceptGraph, node: Any) -> str | None:
         return attrs["concept"]
     if any("concept" in graph.concept_attrs(n) for n in graph.concepts):
         return None  # a matched graph: nodes without a match stand for no true concept
-    return graph.node_label(node)
+    return str(attrs.get("label") or node)
 
 
 def named_edges(graph: ConceptGraph) -> tuple[set[tuple[str, str]], int]:

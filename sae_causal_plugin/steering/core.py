@@ -24,8 +24,8 @@ mode       target ``z'_S``              no-op value
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol, Union, get_args
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, NamedTuple, Protocol, Union, get_args
 
 import torch
 from jaxtyping import Float
@@ -215,3 +215,21 @@ __all__ = [
     "decoder_directions",
     "steer_activations",
 ]
+
+
+class Firing(NamedTuple):
+    """How a latent fired over some activations: the mean of its non-zero values (``None`` when it never
+    fired), and on how many of how many rows it fired."""
+
+    mean: float | None
+    fired: int
+    rows: int
+
+
+@torch.no_grad()
+def latent_firing_size(sae: Any, chunks: Iterable[Float[Tensor, "n d_in"]], latent: int) -> Firing:
+    """The typical size of a natural firing of ``latent``: a steering value of a few times ``mean``
+    moves the latent about as far as the data does."""
+    z = torch.cat([sae.encode(chunk)[:, latent] for chunk in chunks])
+    fired = z[z > 0]
+    return Firing(float(fired.mean()) if fired.numel() else None, int(fired.numel()), int(z.numel()))

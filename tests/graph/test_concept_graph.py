@@ -130,6 +130,13 @@ def test_dot_export(tmp_path):
     assert text.count("->") == len(g.edges)
     assert 'say \\"meow\\"' in text
     assert "rank=same" in text
+    import pydot
+
+    (parsed,) = pydot.graph_from_dot_data(text)  # valid DOT: Graphviz's grammar reads it back
+    labels = {n.get_label() for n in parsed.get_nodes()} | {
+        n.get_label() for sub in parsed.get_subgraphs() for n in sub.get_nodes()}
+    assert '"say \\"meow\\""' in labels
+    assert len(parsed.get_edges()) == len(g.edges)
 
 
 def test_draw_writes_png(tmp_path):

@@ -182,3 +182,16 @@ def test_expand_latents_with_concept_graph():
     g.add_edge(3, 0)  # child 3 -> parent 0 (fine -> coarse)
     g.add_edge(5, 3)
     assert expand_latents([0], g) == [0, 3, 5]
+
+
+def test_latent_firing_size_averages_only_where_the_latent_fires(sae, x):
+    from sae_causal_plugin.steering.core import latent_firing_size
+
+    z = sae.encode(x).detach()
+    latent = int((z > 0).sum(0).argmax())
+    on = z[:, latent][z[:, latent] > 0]
+    size = latent_firing_size(sae, x.split(2), latent)  # chunks pool into one mean
+    assert size.fired == on.numel() and size.rows == x.shape[0]
+    assert size.mean == pytest.approx(float(on.mean()))
+    silent = latent_firing_size(sae, [torch.zeros(0, D_IN)], latent)
+    assert silent == (None, 0, 0)

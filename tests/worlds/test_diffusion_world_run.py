@@ -57,7 +57,8 @@ def test_world_run_fields(tiny_run: tuple[WorldRun, Path]) -> None:
     assert 1 <= len(run.steering_examples) <= 2
     for ex in run.steering_examples:
         for path in (ex.before, ex.after):
-            assert isinstance(path, Path) and path.parent == out / "steering_grids"
+            assert isinstance(path, Path) and path.parent == run.scratch_dir / "steering_grids"
+            assert run.scratch_dir.parent == out.resolve()
             assert Image.open(path).size == (3 * 64 + 2 * 2, 64)
         assert len(ex.table) == 3 and ex.title.split()[0] in ("ablate", "add")
 
@@ -114,6 +115,9 @@ def test_demo_command_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert shown and all((report / src).is_file() for src in shown)
     assert len(set(shown)) == len(shown)  # the three SAEs' latent 0 do not overwrite one another
     assert (report / "latent_firing.png").is_file()
+    # the images were copied into the report; the run's scratch copies are gone
+    assert sorted(p.name for p in report.iterdir() if p.name.startswith(".")) == []
+    assert not (report / "steering_grids").exists() and not (report / "latent_maps").exists()
 
 
 @pytest.mark.slow

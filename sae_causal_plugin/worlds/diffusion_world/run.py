@@ -30,7 +30,6 @@ from PIL import Image
 from torch import Tensor
 
 from sae_causal_plugin.graph import name_matched_latents, summarise_latents
-from sae_causal_plugin.graph._draw import display_label
 from sae_causal_plugin.graph.layered import node_id
 from sae_causal_plugin.graph.matching import firing_f1
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
@@ -82,8 +81,9 @@ def run_diffusion_world(
 
     ``options`` override the fields of :class:`~.experiment.DiffusionWorldConfig` (e.g. ``train_images``,
     ``eval_images``, ``sae_steps``, ``n_samples``) on top of :data:`DEFAULTS`.  The grids are
-    written as PNG files to ``out_dir / "steering_grids"`` (a new temporary folder when ``out_dir`` is
-    ``None``).  With ``progress`` the experiment's progress lines go to stderr.
+    written as PNG files, with the latent browser's heat maps, into a new scratch folder inside
+    ``out_dir`` (in the system's temporary folder when ``out_dir`` is ``None``), returned as
+    ``WorldRun.scratch_dir``.  With ``progress`` the experiment's progress lines go to stderr.
     """
     known = {f.name for f in fields(DiffusionWorldConfig)}
     unknown = sorted(set(options) - known)
@@ -92,8 +92,11 @@ def run_diffusion_world(
     if not isinstance(n_show, int) or n_show < 1:
         raise ValueError(f"n_show must be a positive int, got {n_show!r}")
     cfg = DiffusionWorldConfig(**{**DEFAULTS, **options, "seed": seed})
-    image_dir = Path(out_dir).resolve() / "steering_grids" if out_dir is not None else Path(tempfile.mkdtemp(prefix="diffusion_world_"))
-    image_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".diffusion_world_", dir=None if out_dir is None else out_dir)).resolve()
+    image_dir = scratch / "steering_grids"
+    image_dir.mkdir()
 
     log = _stderr if progress else None
     result = run_experiment(cfg, log)
@@ -114,10 +117,10 @@ def run_diffusion_world(
         f"generations per concept and test (the benchmark uses 32), {cfg.num_inference_steps} DDIM steps."
     )
     learned = name_matched_latents(result.latent_graph, result.assignment, LEVELS.__getitem__)
-    latents, concept_firing = _latent_browser(result, learned, image_dir.parent / "latent_maps", seed)
+    latents, concept_firing = _latent_browser(result, learned, scratch / "latent_maps", seed)
     return WorldRun(world="diffusion", learned_graph=learned, true_graph=true_graph(), metrics=metrics,
                     steering_examples=examples, description=description, latents=latents,
-                    concept_firing=concept_firing)
+                    concept_firing=concept_firing, scratch_dir=scratch)
 
 
 #: fresh scenes the latent browser reads (top images, heat maps, the concepts x latents F1).
@@ -143,7 +146,7 @@ def _latent_browser(result: DiffusionWorldResult, learned: Any, image_dir: Path,
         nodes = [node_id(t, i, prefix="t") for i in range(sae.cfg.d_sae)]
         for summary in summarise_latents(codes, sae.W_dec, learned, result.assignment, top_k=top_k, nodes=nodes):
             node = nodes[summary.latent]
-            name = display_label(learned, node) if node in learned else node
+            name = learned.node_label(node) if node in learned else node
             paths = [_heat_map(images[row], per_token[row, :, summary.latent],
                                image_dir / f"t{t}_latent{summary.latent}_{i}.png")
                      for i, row in enumerate(summary.top_rows)]

@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from sae_causal_plugin.steering.core import latent_firing_size
 from sae_causal_plugin.steering.language import LanguageSteering
 from sae_causal_plugin.worlds.language_world.corpus import entity_slot_mask, generate_corpus
 from sae_causal_plugin.worlds.language_world.taxonomy import Taxonomy
@@ -112,8 +113,6 @@ def slot_positions(tokens: Int[Tensor, "n seq"], taxonomy: Taxonomy) -> Bool[Ten
 
 
 def typical_activation(sae: Any, x: Float[Tensor, "n d"], latent: int) -> float:
-    """Mean non-zero activation of ``latent`` on ``x`` (the size of a natural firing)."""
-    with torch.no_grad():
-        z = torch.cat([sae.encode(c)[:, latent] for c in x.split(8192)])
-    fired = z[z > 0]
-    return float(fired.mean()) if fired.numel() else 1.0
+    """Mean non-zero activation of ``latent`` on ``x`` (the size of a natural firing); 1.0 if it never fires."""
+    mean = latent_firing_size(sae, x.split(8192), latent).mean
+    return 1.0 if mean is None else mean

@@ -33,7 +33,6 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_causal_plugin.graph import name_matched_latents, recover_concept_graph, summarise_latents
-from sae_causal_plugin.graph._draw import display_label
 from sae_causal_plugin.graph.matching import firing_f1
 from sae_causal_plugin.steering.language import LanguageSteering, generate
 from sae_causal_plugin.worlds.language_world import measure
@@ -43,7 +42,7 @@ from sae_causal_plugin.worlds.language_world.model import load_language_world
 from sae_causal_plugin.worlds.language_world.saes import (
     collect_activations,
     kept_positions,
-    latent_firing,
+    latent_codes,
     match_latents_to_concepts,
     score_taxonomy_recovery,
     train_layer_sae,
@@ -97,7 +96,8 @@ def run_language_world(
     corpus = generate_corpus(opt["n_eval_documents"], seed=seed + 1000, taxonomy=taxonomy)
     x, active = collect_activations(model, corpus, hook, words=opt["read"])
     graph = recover_concept_graph(sae, x)
-    fired = latent_firing(sae, x)
+    codes = latent_codes(sae, x)
+    fired = codes > 0
     match = match_latents_to_concepts(fired, active, taxonomy.concepts)
     scores = score_taxonomy_recovery(graph, match, taxonomy)
     named = name_matched_latents(graph, match, taxonomy.level)
@@ -161,7 +161,7 @@ def run_language_world(
     bar.set_postfix_str("steering example, latent browser")
     examples = _examples(model, sae, hook, world, latent_of, x, opt)
     hint = steer_hint(model, sae, hook, world, latent_of, x)
-    latents, concept_firing = _latent_browser(sae, x, fired, active, named, match, corpus, world, opt["read"])
+    latents, concept_firing = _latent_browser(sae, codes, active, named, match, corpus, world, opt["read"])
     bar.update()
     bar.close()
 
@@ -209,13 +209,12 @@ def run_language_world(
 
 
 @torch.no_grad()
-def _latent_browser(sae, x, fired, active, graph, match, corpus, world, words,
+def _latent_browser(sae, codes, active, graph, match, corpus, world, words,
                     top_k: int = 4) -> tuple[list[LatentEntry], dict[str, dict[str, float]]]:
     """Every latent with its 4 top-activating contexts (6 words before the firing token, 2 after), and
     the firing F1 of every (concept, latent) pair."""
-    codes = torch.cat([sae.encode(chunk) for chunk in x.split(8192)])
     where = kept_positions(corpus, words).nonzero()  # row -> (document, position)
-    names = {i: display_label(graph, i) if i in graph else f"#{i}" for i in range(codes.shape[1])}
+    names = {i: graph.node_label(i) if i in graph else f"#{i}" for i in range(codes.shape[1])}
     entries = []
     for summary in summarise_latents(codes, sae.W_dec, graph, match, top_k=top_k):
         contexts = []
@@ -225,7 +224,7 @@ def _latent_browser(sae, x, fired, active, graph, match, corpus, world, words,
             contexts.append((str(world.decode(tokens[max(0, pos - 6):pos])), str(world.decode(tokens[pos:pos + 1])),
                              str(world.decode(tokens[pos + 1:pos + 3]))))
         entries.append(LatentEntry(summary=summary, contexts=contexts, name=names[summary.latent]))
-    f1 = firing_f1(fired, active)
+    f1 = firing_f1(codes > 0, active)
     concept_firing = {c: {names[i]: round(float(f1[i, j]), 3) for i in range(f1.shape[0])}
                       for j, c in enumerate(world.taxonomy.concepts)}
     return entries, concept_firing

@@ -156,8 +156,14 @@ def carried_labels(active: Bool[Tensor, "n seq c"]) -> Bool[Tensor, "n seq c"]:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def latent_codes(sae: Any, x: Tensor, batch_size: int = 8192) -> Float[Tensor, "n d_sae"]:
+    """``sae.encode`` over ``x`` in chunks of ``batch_size`` rows."""
+    return torch.cat([sae.encode(chunk) for chunk in x.split(batch_size)])
+
+
 def latent_firing(sae: Any, x: Tensor, batch_size: int = 8192) -> Bool[Tensor, "n d_sae"]:
-    return torch.cat([sae.encode(chunk) > 0 for chunk in x.split(batch_size)])
+    return latent_codes(sae, x, batch_size) > 0
 
 
 def match_latents_to_concepts(
