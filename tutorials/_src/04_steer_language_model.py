@@ -131,7 +131,7 @@ else:
 # (`mass_ratio`), and how much does the perplexity of that text rise (`ppl_increase`)? The measuring
 # helpers take a function `tokens -> LanguageSteering`, so the positions can depend on the text:
 # below, every position, or only the entity nouns this SAE reads (a boolean position mask). The
-# issue's targets are a ratio of at least 5 with at most +10% perplexity; the numbers are what this
+# project's targets are a ratio of at least 5 with at most +10% perplexity; the numbers are what this
 # run gives.
 
 # %%
@@ -154,7 +154,7 @@ for category in taxonomy.categories:
 # `ablate` sets latents to zero (error-preserving). With `include_descendants=True` and the recovered
 # graph, every latent below the subcategory's latent is ablated too: `steering.latents` shows the
 # expanded set. The measure is the mass of the subcategory's items at the entity slots of text about
-# it, after / before (the target is below 10%).
+# it, after / before (the project's target is below 10%).
 
 # %%
 for sub in taxonomy.subcategories:
