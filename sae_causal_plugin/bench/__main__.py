@@ -13,6 +13,7 @@ BENCHMARKS = {
     "graph-memory": "sae_causal_plugin.bench.graph_memory",
     "diffusion-world": "sae_causal_plugin.bench.diffusion_world",
     "language-world": "sae_causal_plugin.bench.language_world",
+    "cofiring-speed": "sae_causal_plugin.bench.cofiring_speed",
 }
 
 

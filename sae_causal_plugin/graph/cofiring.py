@@ -6,14 +6,18 @@
 * ``co(i, j)``: samples in which ``i`` and ``j`` fired together, **only for pairs that
   actually co-fire**.  An unordered pair ``{i, j}`` (``i < j``) is stored as the int64
   key ``i * d_sae + j`` in a sorted array, next to its count.  Each batch is reduced with
-  ``torch.unique(return_counts=True)`` and merged into the running arrays with
-  ``searchsorted`` (a linear merge, no re-sort of the running arrays).
+  ``torch.unique(return_counts=True)`` (the floor: one sort of the batch's pair keys) and
+  buffered; the buffer is folded into the running arrays (one ``unique`` over the buffer,
+  then a linear ``searchsorted`` merge) once it holds as many keys as the store, so each
+  stored pair is rewritten O(log n) times over a run instead of once per batch.
 
 Memory therefore grows with the number of distinct co-firing pairs, never with
-``d_sae ** 2``.
+``d_sae ** 2``; between prunings, store and buffer grow to at most :data:`PRUNE_GROWTH`
+times what the last pruning left.  Statistics of separate shards combine exactly with
+:meth:`CoFiringStats.merge`.
 
 **Bounded memory (lossy counting).**  With ``min_conditional`` (or ``prune_eps``) set,
-the store is pruned after every ``prune_every`` batches in the style of Manku & Motwani's
+the store is pruned from time to time in the style of Manku & Motwani's
 lossy counting, applied per pair with the budget ``B = floor(eps * m)`` where
 ``m = min(firing_counts[i], firing_counts[j])`` (``m`` never decreases):
 
@@ -21,6 +25,10 @@ lossy counting, applied per pair with the budget ``B = floor(eps * m)`` where
   ``delta`` (an upper bound on the co-firings missed before that, equal to the budget
   ``B`` at the last pruning when it was inserted);
 * a pruning step deletes a pair when ``co + delta <= B``.
+
+Pruning runs whenever the store and its buffer hold :data:`PRUNE_GROWTH` times what the last
+pruning left (folding the buffer in and pruning in one pass) or, with an explicit ``prune_every``,
+after every ``prune_every``-th batch; the invariants below hold for any schedule.
 
 Invariants (proved by induction over pruning steps): for a stored pair
 ``co <= co_true <= co + delta`` with ``delta <= eps * m``; for an absent pair
@@ -46,6 +54,10 @@ from torch import Tensor
 DEFAULT_PRUNE_FRACTION = 0.1
 
 _INT32_MAX = 2**31 - 1
+
+#: with the default schedule, the store (with its buffer) is pruned once it is this many times the
+#: size the last pruning left (or ``prune_at_pairs``).
+PRUNE_GROWTH = 4
 
 
 def padded_indices_from_fired(
@@ -120,11 +132,11 @@ def _dedupe_sorted_rows(idx: Int[Tensor, "batch k"]) -> Int[Tensor, "batch k"]:
     return idx
 
 
-def iter_batch_pair_counts(
+def iter_batch_pair_keys(
     idx: Int[Tensor, "batch k"], d_sae: int, max_pairs_per_chunk: int = 2**22
-) -> Iterator[tuple[Int[Tensor, " n_pairs"], Int[Tensor, " n_pairs"]]]:
-    """Per row chunk: sorted unique keys ``i * d_sae + j`` (``i < j``) of co-firing pairs
-    and their counts.  A chunk holds at most ``max_pairs_per_chunk`` candidate pairs.
+) -> Iterator[Int[Tensor, " n_pairs"]]:
+    """Per row chunk: the keys ``i * d_sae + j`` (``i < j``) of every co-firing pair of every row,
+    unsorted, one per (row, pair).  A chunk holds at most ``max_pairs_per_chunk`` candidate pairs.
 
     ``idx`` must be row-sorted with ``-1`` padding first (see :func:`_dedupe_sorted_rows`).
     """
@@ -140,23 +152,7 @@ def iter_batch_pair_counts(
         key = a.mul_(d_sae).add_(blk[:, tb])[valid]
         del a, valid
         if key.numel():
-            yield torch.unique(key, sorted=True, return_counts=True)
-
-
-def batch_pair_counts(
-    idx: Int[Tensor, "batch k"], d_sae: int, max_pairs_per_chunk: int = 2**22
-) -> tuple[Int[Tensor, " n_pairs"], Int[Tensor, " n_pairs"]]:
-    """All of :func:`iter_batch_pair_counts` combined into one sorted unique key array."""
-    parts = list(iter_batch_pair_counts(idx, d_sae, max_pairs_per_chunk))
-    if not parts:
-        empty = torch.empty(0, dtype=torch.int64, device=idx.device)
-        return empty, empty
-    if len(parts) == 1:
-        return parts[0]
-    keys, inv = torch.unique(torch.cat([p[0] for p in parts]), sorted=True, return_inverse=True)
-    counts = torch.zeros(keys.numel(), dtype=torch.int64, device=idx.device)
-    counts.scatter_add_(0, inv, torch.cat([p[1] for p in parts]))
-    return keys, counts
+            yield key
 
 
 class CoFiringStats:
@@ -170,7 +166,12 @@ class CoFiringStats:
             (default) keeps exact counts for every co-firing pair.
         prune_eps: lossy-counting budget ``eps`` in ``(0, 1)``; must be below
             ``min_conditional`` for the no-loss guarantee (see module docstring).
-        prune_every: prune after every ``prune_every``-th :meth:`update`.
+        prune_every: prune after every ``prune_every``-th :meth:`update`; ``None`` (default) prunes
+            whenever the store and its buffer hold ``PRUNE_GROWTH`` (4) times what the last pruning
+            left (bounded memory, linear total work).
+        prune_at_pairs: with ``prune_every=None``, the store size at which pruning starts (the
+            store is pruned once it holds ``PRUNE_GROWTH * max(prune_at_pairs, pairs left by the last
+            pruning)``).
         device: where the statistics live (default CPU).
         max_pairs_per_chunk: bound on the candidate pairs materialised at once.
 
@@ -187,7 +188,8 @@ class CoFiringStats:
         *,
         min_conditional: float | None = None,
         prune_eps: float | None = None,
-        prune_every: int = 1,
+        prune_every: int | None = None,
+        prune_at_pairs: int = 2**20,
         device: str | torch.device | None = None,
         max_pairs_per_chunk: int = 2**22,
     ) -> None:
@@ -205,12 +207,16 @@ class CoFiringStats:
                     f"prune_eps={prune_eps} must be below min_conditional={min_conditional}, "
                     "otherwise pairs above the edge threshold could be pruned"
                 )
-        if prune_every < 1:
-            raise ValueError(f"prune_every must be >= 1, got {prune_every}")
+        if prune_every is not None and (isinstance(prune_every, bool) or not isinstance(prune_every, int)
+                                        or prune_every < 1):
+            raise ValueError(f"prune_every must be a positive int or None, got {prune_every!r}")
         self.d_sae = d_sae
         self.min_conditional = min_conditional
         self.prune_eps = prune_eps
         self.prune_every = prune_every
+        if isinstance(prune_at_pairs, bool) or not isinstance(prune_at_pairs, int) or prune_at_pairs < 1:
+            raise ValueError(f"prune_at_pairs must be a positive int, got {prune_at_pairs!r}")
+        self.prune_at_pairs = prune_at_pairs
         self.max_pairs_per_chunk = max_pairs_per_chunk
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.n_samples = 0
@@ -224,6 +230,9 @@ class CoFiringStats:
         if self.pruning:
             self._delta = torch.empty(0, dtype=self._count_dtype, device=self.device)
             self._count_at_prune = torch.zeros(d_sae, dtype=torch.int64, device=self.device)
+        self._pending: list[tuple[Tensor, Tensor]] = []  # per-batch (sorted unique keys, counts)
+        self._pending_keys = 0
+        self._pairs_after_prune = 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -234,11 +243,13 @@ class CoFiringStats:
     @property
     def n_pairs(self) -> int:
         """Number of stored (unordered) co-firing pairs."""
+        self._flush()
         return int(self._keys.numel())
 
     def memory_bytes(self) -> int:
-        """Bytes held by the pair store and the per-latent counters."""
+        """Bytes held by the pair store, its buffer and the per-latent counters."""
         tensors = [self._keys, self._co, self.firing_counts, self._delta, self._count_at_prune]
+        tensors += [t for part in self._pending for t in part]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     # ------------------------------------------------------------------ update
@@ -259,11 +270,54 @@ class CoFiringStats:
         flat = idx[idx >= 0]
         self.firing_counts += torch.bincount(flat, minlength=self.d_sae)
         self.n_samples += n
-        for keys, counts in iter_batch_pair_counts(idx, self.d_sae, self.max_pairs_per_chunk):
-            self._merge(keys, counts)
+        for keys in iter_batch_pair_keys(idx, self.d_sae, self.max_pairs_per_chunk):
+            self._pending.append(keys)
+            self._pending_keys += keys.numel()
         self.n_updates += 1
-        if self.pruning and self.n_updates % self.prune_every == 0:
-            self.prune()
+        if self.pruning and self.prune_every is not None:
+            if self.n_updates % self.prune_every == 0:
+                self.prune()
+        elif self.pruning and (self._keys.numel() + self._pending_keys
+                               >= PRUNE_GROWTH * max(self._pairs_after_prune, self.prune_at_pairs)):
+            self._flush(prune=True)
+        elif self._pending_keys >= max(self._keys.numel(), self.max_pairs_per_chunk):
+            self._flush()
+
+    def _flush(self, prune: bool = False) -> int:
+        """Fold the buffered pair keys into the store (one ``unique`` over the buffer, then a linear
+        merge).  With ``prune``, prune in the same pass: stored pairs get the buffer's counts, the store
+        is pruned, and only the new pairs that this pruning step keeps are placed.  Returns how many
+        pairs the pruning dropped (stored ones and new ones)."""
+        keys = counts = None
+        if self._pending:
+            parts, self._pending, self._pending_keys = self._pending, [], 0
+            keys, counts = torch.unique(torch.cat(parts) if len(parts) > 1 else parts[0], sorted=True,
+                                        return_counts=True)
+            del parts
+        if not prune:
+            if keys is not None:
+                self._merge(keys, counts)
+            return 0
+        if keys is None:
+            return self._prune_store()
+        counts = counts.to(self._count_dtype)
+        r = self._keys.numel()
+        found = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
+        if r:
+            pos = torch.searchsorted(self._keys, keys)
+            found = self._keys[pos.clamp(max=r - 1)] == keys
+            found &= pos < r
+            self._co.index_add_(0, pos[found], counts[found])
+            del pos
+        assert self._count_at_prune is not None
+        last_base = self._count_at_prune
+        dropped = self._prune_store()
+        new_keys, new_counts = keys[~found], counts[~found]
+        del keys, counts, found
+        delta = self._budget(new_keys, last_base)  # absent since the last pruning: missed at most that
+        keep = new_counts.to(torch.int64) + delta > self._budget(new_keys, self.firing_counts)
+        self._merge(new_keys[keep], new_counts[keep], delta=delta[keep])
+        return dropped + int(new_keys.numel() - keep.sum())
 
     def _upcast(self) -> None:
         self._count_dtype = torch.int64
@@ -272,14 +326,17 @@ class CoFiringStats:
             self._delta = self._delta.to(torch.int64)
 
     def _budget(self, keys: Int[Tensor, " n"], counts: Int[Tensor, " d_sae"]) -> Int[Tensor, " n"]:
-        """``floor(eps * min(counts[i], counts[j]))`` for each pair key."""
+        """``floor(eps * min(counts[i], counts[j]))`` for each pair key (``floor`` is monotone, so it is
+        the smaller of the two latents' own budgets: one gather each, no per-pair float work)."""
+        per_latent = torch.floor(counts.to(torch.float64) * float(self.prune_eps)).to(torch.int32)
         i = torch.div(keys, self.d_sae, rounding_mode="floor")
         j = keys - i * self.d_sae
-        m = torch.minimum(counts[i], counts[j])
-        return torch.floor(m.to(torch.float64) * float(self.prune_eps)).to(torch.int64)
+        return torch.minimum(per_latent[i], per_latent[j]).to(torch.int64)
 
-    def _merge(self, keys: Int[Tensor, " m"], counts: Int[Tensor, " m"]) -> None:
-        """Merge sorted unique ``keys`` with ``counts`` into the running sorted store."""
+    def _merge(self, keys: Int[Tensor, " m"], counts: Int[Tensor, " m"], delta: Tensor | None = None) -> None:
+        """Merge sorted unique ``keys`` with ``counts`` into the running sorted store.  With pruning, a
+        new pair's missed-count bound is ``delta`` when given (it is added to a stored pair's), else the
+        budget at the last pruning."""
         if keys.numel() == 0:
             return
         counts = counts.to(self._count_dtype)
@@ -292,10 +349,13 @@ class CoFiringStats:
             found = self._keys[pos.clamp(max=r - 1)] == keys
             found &= pos < r
             self._co.index_add_(0, pos[found], counts[found])
+            if delta is not None and self._delta is not None:
+                self._delta.index_add_(0, pos[found], delta[found].to(self._count_dtype))
         if bool(found.all()):
             return
         new = ~found
         new_keys, new_counts, ins = keys[new], counts[new], pos[new]
+        new_delta = delta[new] if delta is not None else None
         del found, pos, new
         m = new_keys.numel()
         new_pos = ins + torch.arange(m, device=ins.device)  # slots in the merged array
@@ -310,16 +370,23 @@ class CoFiringStats:
 
         if self._delta is not None:
             assert self._count_at_prune is not None
-            fresh_delta = self._budget(new_keys, self._count_at_prune).to(self._count_dtype)
-            self._delta = place(self._delta, fresh_delta)
+            if new_delta is None:
+                new_delta = self._budget(new_keys, self._count_at_prune)
+            self._delta = place(self._delta, new_delta.to(self._count_dtype))
         self._keys = place(self._keys, new_keys)
         self._co = place(self._co, new_counts)
 
     @torch.no_grad()
-    def prune(self, chunk: int = 2**22) -> int:
-        """Drop pairs with ``co + delta <= floor(eps * m)``; returns how many were dropped."""
+    def prune(self) -> int:
+        """Fold the buffer in and drop pairs with ``co + delta <= floor(eps * m)``; returns how many
+        pairs were dropped."""
         if not self.pruning:
             raise RuntimeError("pruning is disabled: construct with min_conditional or prune_eps")
+        return self._flush(prune=True)
+
+    def _prune_store(self, chunk: int = 2**22) -> int:
+        """The pruning step on the stored pairs (the counts now become the budget base of pairs
+        inserted later); returns how many were dropped."""
         assert self._delta is not None
         r = self._keys.numel()
         keep = torch.empty(r, dtype=torch.bool, device=self.device)
@@ -331,11 +398,64 @@ class CoFiringStats:
         dropped = r - int(keep.sum())
         if dropped:
             self._keys, self._co, self._delta = self._keys[keep], self._co[keep], self._delta[keep]
+        self._pairs_after_prune = self._keys.numel()
         return dropped
+
+    @torch.no_grad()
+    def merge(self, other: CoFiringStats) -> CoFiringStats:
+        """Add the statistics of ``other`` (another shard of the same stream) into these; returns ``self``.
+
+        Without pruning the result equals one pass over both shards exactly.  With pruning the
+        lossy-counting bounds add up: a pair's missed-count bound is the sum of each shard's (its
+        ``delta`` where it is stored, its last budget where it is not), so ``co <= co_true <= co + delta``
+        and every pair whose conditional rate reaches ``min_conditional`` is kept.
+
+        Raises:
+            ValueError: ``other`` counts another number of latents or prunes with another ``eps``.
+        """
+        if not isinstance(other, CoFiringStats):
+            raise TypeError(f"can only merge another CoFiringStats, got {type(other).__name__}")
+        if other is self:
+            raise ValueError("cannot merge statistics into themselves; merge a copy")
+        if other.d_sae != self.d_sae:
+            raise ValueError(f"cannot merge statistics of d_sae={other.d_sae} into d_sae={self.d_sae}")
+        if other.prune_eps != self.prune_eps:
+            raise ValueError(f"cannot merge statistics pruned with eps={other.prune_eps} into eps={self.prune_eps}; "
+                             "build every shard's CoFiringStats with the same min_conditional / prune_eps")
+        self._flush()
+        other._flush()
+        ok, oco = other._keys.to(self.device), other._co.to(self.device)
+        if self.n_samples + other.n_samples > _INT32_MAX and self._count_dtype == torch.int32:
+            self._upcast()
+        if self.pruning:
+            assert self._delta is not None and self._count_at_prune is not None
+            assert other._delta is not None and other._count_at_prune is not None
+            other_cap = other._count_at_prune.to(self.device)
+            # each side's bound on what it missed, for the pairs the other side stores
+            mine_missing_theirs = self._absent_bound(ok, self._keys, self._count_at_prune)
+            theirs_missing_mine = self._absent_bound(self._keys, ok, other_cap)
+            self._delta = self._delta + theirs_missing_mine.to(self._count_dtype)
+            self._merge(ok, oco, delta=other._delta.to(self.device).to(torch.int64) + mine_missing_theirs)
+            self._count_at_prune = self._count_at_prune + other_cap
+        else:
+            self._merge(ok, oco)
+        self.firing_counts += other.firing_counts.to(self.device)
+        self.n_samples += other.n_samples
+        self.n_updates += other.n_updates
+        return self
+
+    def _absent_bound(self, keys: Tensor, stored: Tensor, count_at_prune: Tensor) -> Tensor:
+        """For each of ``keys``: 0 where ``stored`` holds it, else the budget at the last pruning."""
+        bound = self._budget(keys, count_at_prune)
+        if stored.numel():
+            pos = torch.searchsorted(stored, keys).clamp(max=stored.numel() - 1)
+            bound[stored[pos] == keys] = 0
+        return bound
 
     # ------------------------------------------------------------------ queries
     def pairs(self, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
         """Stored unordered pairs ``[start:stop]``: ``i < j``, ``count_both``, ``count_both_upper``."""
+        self._flush()
         keys = self._keys[start:stop]
         i = torch.div(keys, self.d_sae, rounding_mode="floor")
         co = self._co[start:stop].to(torch.int64)
@@ -350,6 +470,7 @@ class CoFiringStats:
         Exact (lower == upper) without pruning.  Absent pairs get ``0`` and, with
         pruning, the budget at the last pruning step as upper bound.
         """
+        self._flush()
         a = torch.as_tensor(a, dtype=torch.int64, device=self.device).reshape(-1)
         b = torch.as_tensor(b, dtype=torch.int64, device=self.device).reshape(-1)
         keys = torch.minimum(a, b) * self.d_sae + torch.maximum(a, b)
@@ -419,6 +540,7 @@ class CoFiringStats:
 
     def dense_cofiring(self) -> Int[Tensor, "d_sae d_sae"]:
         """Dense ``[d_sae, d_sae]`` co-firing matrix (diagonal = firing counts); small d_sae only."""
+        self._flush()
         out = torch.zeros(self.d_sae, self.d_sae, dtype=torch.int64, device=self.device)
         p = self.pairs()
         out[p["i"], p["j"]] = p["count_both"]

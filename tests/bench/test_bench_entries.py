@@ -15,7 +15,7 @@ from sae_causal_plugin.bench.__main__ import BENCHMARKS, main
 
 def test_every_entry_is_a_package_module():
     assert set(BENCHMARKS) == {"synthetic-hierarchy", "step-time", "multilevel", "diffusion-overhead",
-                               "graph-memory", "diffusion-world", "language-world"}
+                               "graph-memory", "diffusion-world", "language-world", "cofiring-speed"}
     for name, module in BENCHMARKS.items():
         assert module == "sae_causal_plugin.bench." + name.replace("-", "_")
         assert callable(importlib.import_module(module).main)
@@ -68,10 +68,12 @@ def test_graph_memory_tiny_run_gives_its_known_figures(tmp_path):
     res = graph_memory.main(["--n", "4000", "--d-sae", "512", "--k", "8", "--d-in", "64",
                              "--batch-size", "1024", "--json", str(out)])
     _assert_same_state(before)
-    # seed 0, measured when the benchmark moved into the package (same figures as before the move)
+    # seed 0, measured when the benchmark moved into the package (same figures as before the move);
+    # the statistics now prune only once the store holds millions of pairs, so this small run keeps
+    # every co-firing pair (14849, was 9468 with pruning after every batch) and finds the same graph
     assert {k: res[k] for k in ("cofiring_pairs", "n_nodes", "n_edges", "n_candidate_edges",
                                 "n_true_edges", "n_observable_true_edges", "min_support")} == {
-        "cofiring_pairs": 9468, "n_nodes": 203, "n_edges": 40, "n_candidate_edges": 65,
+        "cofiring_pairs": 14849, "n_nodes": 203, "n_edges": 40, "n_candidate_edges": 65,
         "n_true_edges": 160, "n_observable_true_edges": 96, "min_support": 20}
     assert res["edge_precision"] == pytest.approx(6 / 40)
     assert res["edge_recall_observable"] == pytest.approx(6 / 96)
@@ -114,3 +116,17 @@ def test_diffusion_world_tiny_run_prints_its_json_and_restores_state(capsys):
     assert result["config"]["k"] == pytest.approx(2.125) and result["config"]["pool"] is True
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))
+
+
+def test_cofiring_speed_tiny_run_prints_the_ratio_and_its_json(capsys):
+    from sae_causal_plugin.bench import cofiring_speed
+
+    before = _global_state()
+    res = cofiring_speed.main(["--d-sae", "512", "--k", "8", "--d-in", "64", "--batch-size", "256",
+                               "--batches", "4", "--repeats", "2", "--json"])
+    _assert_same_state(before)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "ratio" in lines[0] and "target <= 3" in lines[0]
+    assert json.loads(lines[-1])["ratio"] == pytest.approx(res["ratio"])
+    assert res["rows"] == 4 * 256 and res["ratio"] > 0 and res["stored_pairs"] > 0
+    assert len(res["floor_seconds"]) == len(res["update_seconds"]) == 2

@@ -86,7 +86,7 @@ def test_memory_grows_with_pairs_not_d_sae_squared():
 def test_pruning_never_drops_pairs_above_threshold():
     tau, eps = 0.6, 0.15
     fired = random_fired(8000, 60, seed=2, max_rate=0.2)
-    pruned = CoFiringStats(60, min_conditional=tau, prune_eps=eps)
+    pruned = CoFiringStats(60, min_conditional=tau, prune_eps=eps, prune_at_pairs=200)
     for s in range(0, 8000, 100):
         pruned.update(fired[s : s + 100])
     exact = brute_force(fired)
@@ -155,3 +155,70 @@ def test_chunked_paths_agree_with_single_shot():
     joined = {k: torch.cat([p[k] for p in pieces]) for k in whole}
     assert len(joined["child"]) == len(whole["child"])
     assert rows(joined) == rows(whole)
+
+
+def _state(stats: CoFiringStats) -> tuple:
+    p = stats.pairs()
+    return (stats.n_samples, stats.firing_counts.tolist(), p["i"].tolist(), p["j"].tolist(),
+            p["count_both"].tolist(), p["count_both_upper"].tolist())
+
+
+def test_buffered_updates_equal_brute_force_at_every_flush_size():
+    fired = random_fired(3000, 40, seed=5, max_rate=0.3)
+    for chunk in (1, 7, 10_000):  # flush after nearly every batch / after many batches
+        stats = CoFiringStats(40, max_pairs_per_chunk=chunk * 20)
+        for s in range(0, 3000, 64):
+            stats.update(fired[s : s + 64])
+        assert torch.equal(stats.dense_cofiring(), brute_force(fired))
+
+
+def test_merged_shards_equal_one_pass_exactly():
+    fired = random_fired(5000, 50, seed=6, max_rate=0.3)
+    one = CoFiringStats(50)
+    for s in range(0, 5000, 250):
+        one.update(fired[s : s + 250])
+    shards = [CoFiringStats(50) for _ in range(3)]
+    for n, s in enumerate(range(0, 5000, 250)):
+        shards[n % 3].update(fired[s : s + 250])
+    merged = shards[0].merge(shards[1]).merge(shards[2])
+    assert _state(merged) == _state(one)
+    assert torch.equal(merged.dense_cofiring(), brute_force(fired))
+    empty = CoFiringStats(50).merge(one)  # an empty shard changes nothing
+    assert _state(empty) == _state(one)
+
+
+def test_merged_pruned_shards_keep_the_lossy_counting_bounds():
+    tau, eps = 0.6, 0.15
+    fired = random_fired(8000, 60, seed=2, max_rate=0.2)
+    shards = [CoFiringStats(60, min_conditional=tau, prune_eps=eps, prune_at_pairs=200) for _ in range(2)]
+    for n, s in enumerate(range(0, 8000, 100)):
+        shards[n % 2].update(fired[s : s + 100])
+    merged = shards[0].merge(shards[1])
+    exact, cnt = brute_force(fired), fired.sum(0)
+    assert merged.n_samples == 8000 and torch.equal(merged.firing_counts, cnt)
+    i, j = torch.triu_indices(60, 60, offset=1)
+    lo, up = merged.lookup(i, j)
+    truth = exact[i, j]
+    assert bool((lo <= truth).all() and (truth <= up).all())
+    m = torch.minimum(cnt[i], cnt[j]).double()
+    assert bool(((up - lo).double() <= eps * m + 1e-9).all())
+    keep = truth.double() >= tau * m  # a pair above the edge threshold for an endpoint is stored
+    p = merged.pairs()
+    stored = {(int(a), int(b)) for a, b in zip(p["i"], p["j"])}
+    assert all((int(a), int(b)) in stored for a, b in zip(i[keep], j[keep]))
+
+
+def test_merge_refuses_what_does_not_combine():
+    a = CoFiringStats(10)
+    with pytest.raises(ValueError, match="d_sae=12"):
+        a.merge(CoFiringStats(12))
+    with pytest.raises(ValueError, match="same min_conditional"):
+        a.merge(CoFiringStats(10, min_conditional=0.5))
+    with pytest.raises(ValueError, match="themselves"):
+        a.merge(a)
+    with pytest.raises(TypeError, match="CoFiringStats"):
+        a.merge({"n_samples": 3})
+    with pytest.raises(ValueError, match="prune_every"):
+        CoFiringStats(10, prune_every=0)
+    with pytest.raises(ValueError, match="prune_at_pairs"):
+        CoFiringStats(10, prune_at_pairs=0)
