@@ -361,11 +361,13 @@ class CoFiringStats:
         new_pos = ins + torch.arange(m, device=ins.device)  # slots in the merged array
         old_slot = torch.ones(r + m, dtype=torch.bool, device=keys.device)
         old_slot[new_pos] = False
+        old_pos = old_slot.nonzero().squeeze(1)  # once, for every array placed
+        del old_slot
 
         def place(old: Tensor, fresh: Tensor) -> Tensor:
             out = torch.empty(r + m, dtype=old.dtype, device=old.device)
-            out[old_slot] = old
-            out[new_pos] = fresh
+            out.index_copy_(0, old_pos, old)
+            out.index_copy_(0, new_pos, fresh)
             return out
 
         if self._delta is not None:
