@@ -230,7 +230,7 @@ class CoFiringStats:
         if self.pruning:
             self._delta = torch.empty(0, dtype=self._count_dtype, device=self.device)
             self._count_at_prune = torch.zeros(d_sae, dtype=torch.int64, device=self.device)
-        self._pending: list[tuple[Tensor, Tensor]] = []  # per-batch (sorted unique keys, counts)
+        self._pending: list[Tensor] = []  # pair keys of the batches not yet folded in (raw, unsorted)
         self._pending_keys = 0
         self._pairs_after_prune = 0
 
@@ -249,7 +249,7 @@ class CoFiringStats:
     def memory_bytes(self) -> int:
         """Bytes held by the pair store, its buffer and the per-latent counters."""
         tensors = [self._keys, self._co, self.firing_counts, self._delta, self._count_at_prune]
-        tensors += [t for part in self._pending for t in part]
+        tensors += self._pending
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     # ------------------------------------------------------------------ update

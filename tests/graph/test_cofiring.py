@@ -222,3 +222,12 @@ def test_merge_refuses_what_does_not_combine():
         CoFiringStats(10, prune_every=0)
     with pytest.raises(ValueError, match="prune_at_pairs"):
         CoFiringStats(10, prune_at_pairs=0)
+
+
+def test_memory_bytes_counts_the_buffered_keys():
+    stats = CoFiringStats(1000)
+    stats.update(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    assert stats._pending and stats.memory_bytes() == (
+        1000 * 8 + sum(t.numel() * t.element_size() for t in stats._pending))
+    stats.n_pairs  # folds the buffer in
+    assert not stats._pending and stats.memory_bytes() == 1000 * 8 + 6 * (8 + 4)
