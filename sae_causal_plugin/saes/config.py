@@ -9,11 +9,13 @@ from typing import Any
 
 #: Fields of the experimental terms removed from the config (selection hinge, selection map, graph
 #: sparsity: they lowered F1 when switched on, README "The minimality terms") and of the
-#: ``hierarchy.json`` tracking (a file nothing read).
+#: ``hierarchy.json`` tracking (a file nothing read), and the random row subset of the compression
+#: term (candidate neighbours replaced it: ``compression_neighbours``).
 REMOVED_FIELDS = (
     "selection_coefficient", "selection_warm_up_steps", "selection_threshold", "selection_edges",
     "selection_min_conditional", "selection_refresh_every", "selection_fit_coefficient",
     "graph_sparsity_coefficient", "selection_max_latents", "hierarchy_update_every", "hierarchy_window",
+    "compression_max_rows",
 )
 #: The removed fields that switched a term on when positive (the others did nothing without them).
 REMOVED_SWITCHES = {
@@ -37,7 +39,9 @@ class MinimalityConfig:
         compression_coefficient: weight of ``compression_loss``: no two decoder rows may be near-copies (absorption).
         compression_margin: |cos| of two decoder rows that costs nothing (0.3: best of 0.2 / 0.3 / 0.4, synthetic).
         compression_warm_up_steps: linear warm-up of ``compression_coefficient``.
-        compression_max_rows: decoder rows compared per step; wider SAEs compare a fresh random subset.
+        compression_neighbours: candidate rows each decoder row is compared with (its most aligned ones).
+        compression_refresh_rows: decoder rows whose candidates are renewed per step (one matmul of that many rows).
+        compression_max_pairs: candidate pairs compared per step; more are sampled down to this many (unbiased).
         revival_window: steps without firing after which a latent is dead for the auxiliary loss; 0 defers to SAELens.
     """
 
@@ -47,7 +51,9 @@ class MinimalityConfig:
     compression_coefficient: float = 10.0
     compression_margin: float = 0.3
     compression_warm_up_steps: int = 0
-    compression_max_rows: int = 4096
+    compression_neighbours: int = 16
+    compression_refresh_rows: int = 128
+    compression_max_pairs: int = 4096
     revival_window: int = 50
 
     @classmethod
@@ -81,11 +87,11 @@ class MinimalityConfig:
                 "'expected_average_only_in'; set nested_coefficient=0 to use "
                 f"{getattr(self, 'normalize_activations')!r}."
             )
-        if self.compression_max_rows < 2:
-            raise ValueError(
-                f"compression_max_rows must be at least 2, got {self.compression_max_rows}; "
-                "set it to the number of decoder rows compared per step (default 4096)."
-            )
+        for name, default in (("compression_neighbours", 16), ("compression_refresh_rows", 128),
+                              ("compression_max_pairs", 4096)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r} (default {default}).")
 
 
 def without_removed_fields(config: dict[str, Any]) -> dict[str, Any]:

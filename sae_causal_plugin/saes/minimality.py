@@ -18,6 +18,9 @@ from torch import Tensor, nn
 
 from sae_causal_plugin.saes import losses
 
+#: A decoder-row pair becomes a compression candidate this far below ``compression_margin``.
+NEIGHBOUR_SLACK = 0.1
+
 
 class MinimalityMixin:
     """Adds the causal-minimality terms to a SAELens training SAE (put it first in the bases)."""
@@ -26,12 +29,16 @@ class MinimalityMixin:
     W_dec: nn.Parameter
     b_dec: nn.Parameter
     since_fired: Tensor
+    compression_neighbours: Tensor
 
     def __init__(self, cfg: Any, use_error_term: bool = False):
         cfg.validate_minimality()
         super().__init__(cfg, use_error_term)  # type: ignore[call-arg]
         self.register_buffer("since_fired", torch.zeros(cfg.d_sae, dtype=torch.long, device=self.W_dec.device),
                              persistent=False)
+        self.register_buffer("compression_neighbours",
+                             torch.empty(cfg.d_sae, 0, dtype=torch.long, device=self.W_dec.device), persistent=False)
+        self._refresh_start = 0
 
     # ---- SAELens hooks -------------------------------------------------------------------
 
@@ -53,7 +60,7 @@ class MinimalityMixin:
         hidden_pre: Tensor,
         sae_out: Tensor,
     ) -> dict[str, Tensor]:
-        self._track_firing(feature_acts != 0)
+        self._track_firing(feature_acts)
         if self.cfg.revival_window > 0:
             step_input = dataclasses.replace(
                 step_input, dead_neuron_mask=self.since_fired > self.cfg.revival_window)
@@ -66,16 +73,18 @@ class MinimalityMixin:
                 feature_acts, self._decoder_for_acts(), self.b_dec, step_input.sae_in, widths)
         if self.cfg.compression_coefficient > 0:
             terms["compression_loss"] = coefficients["compression"] * losses.dictionary_compression_loss(
-                self.W_dec, self.cfg.compression_margin, self._compression_rows())
+                self.W_dec, self.cfg.compression_margin, self._refreshed_neighbours(),
+                self.cfg.compression_max_pairs)
         return terms
 
     # ---- bookkeeping -----------------------------------------------------------------------
 
     @torch.no_grad()
-    def _track_firing(self, fired: Tensor) -> None:
+    def _track_firing(self, feature_acts: Tensor) -> None:
+        """Count steps since each latent fired (every architecture here has activations >= 0)."""
         if self.training and self.cfg.revival_window > 0:
             self.since_fired += 1
-            self.since_fired[fired.any(dim=0)] = 0
+            self.since_fired[feature_acts.amax(dim=0) > 0] = 0
 
     def _decoder_for_acts(self) -> Tensor:
         """Decoder that maps ``feature_acts`` to the input (unit rows when acts are rescaled)."""
@@ -83,11 +92,30 @@ class MinimalityMixin:
             return self.W_dec / self.W_dec.norm(dim=-1, keepdim=True)
         return self.W_dec
 
-    def _compression_rows(self) -> Tensor | None:
-        d_sae = self.cfg.d_sae
-        if d_sae <= self.cfg.compression_max_rows:
-            return None
-        return torch.randperm(d_sae, device=self.W_dec.device)[: self.cfg.compression_max_rows]
+    def _refreshed_neighbours(self) -> Tensor:
+        """The compression term's candidate pairs, with the next ``compression_refresh_rows`` rows renewed.
+
+        The first call fills the whole table; later calls renew one block of rows in turn, so
+        every row's candidates are at most ``d_sae / compression_refresh_rows`` steps old. A pair
+        is a candidate from ``NEIGHBOUR_SLACK`` below the margin, so rows that drift towards
+        each other between renewals are already compared.
+        """
+        cfg = self.cfg
+        d_sae, block = cfg.d_sae, min(cfg.compression_refresh_rows, cfg.d_sae)
+        threshold = max(cfg.compression_margin - NEIGHBOUR_SLACK, 0.0)
+        device = self.W_dec.device
+        if self.compression_neighbours.shape[1] == 0:
+            self.compression_neighbours = torch.cat([
+                losses.coherent_neighbours(self.W_dec, torch.arange(start, min(start + block, d_sae), device=device),
+                                           threshold, cfg.compression_neighbours)
+                for start in range(0, d_sae, block)])
+            self._refresh_start = 0
+        else:
+            rows = (self._refresh_start + torch.arange(block, device=device)) % d_sae
+            self.compression_neighbours[rows] = losses.coherent_neighbours(
+                self.W_dec, rows, threshold, cfg.compression_neighbours)
+            self._refresh_start = (self._refresh_start + block) % d_sae
+        return self.compression_neighbours
 
     # ---- saving ----------------------------------------------------------------------------
 
@@ -113,7 +141,7 @@ def check_activations(x: Tensor, d_in: int) -> None:
             f"activations have d_in={x.shape[-1]} but the SAE expects d_in={d_in}; "
             "set the SAE config's d_in to the width of the hook you train on."
         )
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.sum(dtype=torch.float32)):  # any NaN or Inf makes the sum non-finite
         raise ValueError(
             "activations contain NaN or Inf; clean or clip the activation source before training."
         )

@@ -23,7 +23,8 @@ from sae_causal_plugin import (
     (dict(level_widths=[64]), "level_widths"),
     (dict(revival_window=-1), "revival_window"),
     (dict(compression_warm_up_steps=-5), "compression_warm_up_steps"),
-    (dict(compression_max_rows=1), "compression_max_rows"),
+    (dict(compression_neighbours=0), "compression_neighbours"),
+    (dict(compression_refresh_rows=0), "compression_refresh_rows"),
     (dict(nested_warm_up_steps=1.5), "nested_warm_up_steps"),
 ])
 def test_bad_hyperparameters(kwargs, name):
