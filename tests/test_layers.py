@@ -2,7 +2,8 @@
 including those inside functions; ``if TYPE_CHECKING:`` blocks excepted).
 
 Layers, lowest first: 0 core maths (``graph/``, ``synthetic/``, ``saes/losses.py``, ``steering/core.py``,
-``_*.py`` helpers) <- 1 model glue (``saes/``, ``diffusion/``, ``steering/``, ``multilevel/``) <- 2 ``worlds/``
+``_*.py`` helpers) <- 1 model glue (``saes/``, ``diffusion/``, ``steering/``, ``multilevel/``, ``distributed/``)
+<- 2 ``worlds/``
 <- 3 ``bench/``, ``cli/``, ``report/``.
 """
 
@@ -18,7 +19,8 @@ import sae_causal_plugin
 
 ROOT = Path(sae_causal_plugin.__file__).parent
 CORE = ("sae_causal_plugin.saes.losses", "sae_causal_plugin.steering.core")
-LAYER = {"graph": 0, "synthetic": 0, "saes": 1, "diffusion": 1, "steering": 1, "multilevel": 1, "worlds": 2,
+LAYER = {"graph": 0, "synthetic": 0, "saes": 1, "diffusion": 1, "steering": 1, "multilevel": 1, "distributed": 1,
+         "worlds": 2,
          "bench": 3, "cli": 3, "report": 3, "__main__": 3}
 
 

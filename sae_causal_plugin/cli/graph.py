@@ -69,27 +69,46 @@ def add_parser(sub: Any) -> None:
                    help="with --dataset language-world, do not name latents by the true concept their "
                         "firing matches best")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--dist-timeout", type=float_option(0), default=600.0, metavar="S",
+                   help="under torchrun: seconds a rank waits for the others before failing (default 600)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or every rank of a ``torchrun`` launch (rank 0 writes the graph)."""
     from sae_causal_plugin.cli.errors import UserError
-    from sae_causal_plugin.cli.sae_dirs import load_sae_dir
-    from sae_causal_plugin.graph import recover_concept_graph
-    from sae_causal_plugin._files import check_target_dir, staged_dir
-    from sae_causal_plugin.report.writer import drawn_part
+    from sae_causal_plugin.distributed import launched_by_torchrun, process_group
 
     if args.max_drawn < 1 or args.batch_size < 1 or args.tokens < 1:
         raise UserError("--max-drawn, --batch-size and --tokens must be at least 1")
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
+    if not launched_by_torchrun():
+        return _run(args, None)
+    with process_group(args.dist_timeout) as shards:
+        return _run(args, shards)
+
+
+def _run(args: argparse.Namespace, shards: Any) -> int:
+    from sae_causal_plugin.cli.sae_dirs import load_sae_dir
+    from sae_causal_plugin.graph import recover_concept_graph
+    from sae_causal_plugin.graph.shards import OneShard
+    from sae_causal_plugin._files import check_target_dir, staged_dir
+    from sae_causal_plugin.report.writer import drawn_part
+
+    group = shards if shards is not None else OneShard()
+    main = group.rank == 0
     check_target_dir(args.out, what="--out folder")
-    sae = load_sae_dir(args.sae)
-    source = activation_source(args, sae)
+    sae = group.together(lambda: load_sae_dir(args.sae))
+    source = group.together(lambda: activation_source(args, sae, group))
     graph = recover_concept_graph(
         sae, source.activations,
         min_conditional=args.min_conditional, min_support=args.min_support, min_lift=args.min_lift,
         explain_margin=args.explain_margin, min_activation=args.min_activation,
-        show_progress=not args.no_progress, total_rows=source.n_activation_rows,
+        show_progress=main and not args.no_progress, total_rows=source.n_activation_rows, shards=shards,
     )
+    if not main:
+        return 0
     graph.meta["sae"] = str(args.sae)
     if source.world_labels and not args.no_labels:
         from sae_causal_plugin.cli.labels import name_by_language_world
@@ -121,8 +140,17 @@ class Source:
     n_activation_rows: int | None = None
 
 
-def activation_source(args: argparse.Namespace, sae: Any) -> Source:
-    """``--activations`` file, or the model's hook over ``--dataset`` (checked against the SAE)."""
+def activation_source(args: argparse.Namespace, sae: Any, shards: Any = None) -> Source:
+    """``--activations`` file, or the model's hook over ``--dataset`` (checked against the SAE).
+
+    Under ``torchrun`` (``shards``), this rank's contiguous block of the file's rows or of the
+    dataset's token rows.
+    """
+    from sae_causal_plugin.distributed import shard_slice
+
+    def block(rows: Any) -> Any:
+        return rows if shards is None else rows[shard_slice(int(rows.shape[0]), shards.rank, shards.world_size)]
+
     from sae_causal_plugin.cli.data import hook_activations, kept_positions, load_activations, load_tokens
     from sae_causal_plugin.cli.models import LANGUAGE_WORLD, load_model
     from sae_causal_plugin.cli.sae_dirs import check_sae_fits_hook, model_and_hook, saved_field
@@ -131,15 +159,16 @@ def activation_source(args: argparse.Namespace, sae: Any) -> Source:
         if args.model or args.hook:
             model, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
             check_sae_fits_hook(sae, load_model(model), hook, args.sae)
-        return Source(load_activations(args.activations, int(sae.cfg.d_in)))
+        return Source(block(load_activations(args.activations, int(sae.cfg.d_in))))
     model, hook = model_and_hook(sae, args.model, args.hook, args.sae, force_hook=args.force_hook)
     handle = load_model(model)
     check_sae_fits_hook(sae, handle, hook, args.sae)
     context = args.context_size or saved_field(sae, "context_size") or min(int(handle.model.cfg.n_ctx), 128)
-    tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens, seed=args.seed)
+    all_tokens = load_tokens(args.dataset, handle, context_size=int(context), n_tokens=args.tokens, seed=args.seed)
+    tokens = block(all_tokens)
     excluded = saved_field(sae, "exclude_special_tokens")
     excluded = excluded if isinstance(excluded, list) else None
     activations = hook_activations(handle, hook, tokens, batch_size=args.batch_size, exclude_tokens=excluded)
     world_labels = args.dataset == LANGUAGE_WORLD and handle.world is not None
     rows = int(kept_positions(handle, tokens, exclude_tokens=excluded).sum())
-    return Source(activations, handle, hook, int(tokens.shape[0]), excluded, world_labels, rows)
+    return Source(activations, handle, hook, int(all_tokens.shape[0]), excluded, world_labels, rows)

@@ -234,6 +234,16 @@ class CoFiringStats:
         self._pending_keys = 0
         self._pairs_after_prune = 0
 
+    def to(self, device: str | torch.device) -> CoFiringStats:
+        """These statistics on ``device`` (folded in first); returns ``self``."""
+        self._flush()
+        self.device = torch.device(device)
+        for name in ("firing_counts", "_keys", "_co", "_delta", "_count_at_prune"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(self.device))
+        return self
+
     # ------------------------------------------------------------------ properties
     @property
     def pruning(self) -> bool:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ._activations import iter_checked_batches
 from .cofiring import CoFiringStats, to_padded_indices
+from .shards import OneShard, Shards, head_share
 from .concept_graph import EDGE_STAT_KEYS, ConceptGraph
 from .thresholds import DEFAULT_EXPLAIN_MARGIN, DEFAULT_MIN_CONDITIONAL, DEFAULT_MIN_LIFT, DEFAULT_MIN_SUPPORT
 
@@ -322,8 +323,9 @@ def recover_concept_graph(
     selection_code: Any = None,
     factorize_rows: int = 65536,
     total_rows: int | None = None,
+    shards: Shards | None = None,
     **kwargs: Any,
-) -> ConceptGraph | tuple[ConceptGraph, CoFiringStats]:
+) -> ConceptGraph | tuple[ConceptGraph, CoFiringStats] | None:
     """Recover the child -> parent concept graph of an SAE's latents from activations.
 
     Args:
@@ -357,6 +359,10 @@ def recover_concept_graph(
         total_rows: the number of rows an iterable of batches holds, for the progress bar's total
             (a tensor's is read off its shape).
         return_stats: also return the :class:`CoFiringStats`.
+        shards: this process's part of a stream split over several processes (a
+            :class:`~.shards.Shards`, e.g. :class:`sae_causal_plugin.distributed.ProcessGroupShards`):
+            ``activations`` is then this rank's shard, and rank 0 gets the graph of all shards
+            (the other ranks get ``None``). Default: the whole stream here.
         evidence: ``"factorised"`` (default): co-firing of the *selection code* of the SAE's
             decoder factorisation (:func:`~.factorization.factorize_decoder`), in which a parent
             that a child absorbed fires with that child, so the decoder composition and the
@@ -404,12 +410,19 @@ def recover_concept_graph(
         raise ValueError(f"evidence must be 'factorised' or 'cofiring', got {evidence!r}")
     if isinstance(factorize_rows, bool) or not isinstance(factorize_rows, int) or factorize_rows < 1:
         raise ValueError(f"factorize_rows must be a positive int, got {factorize_rows!r}")
+    shards = OneShard() if shards is None else shards
+    shapes = shards.all_gather((int(sae.cfg.d_sae), int(sae.cfg.d_in), evidence, selection_code is None))
+    if len(set(shapes)) > 1:
+        raise ValueError(
+            "the ranks disagree on (d_sae, d_in, evidence, fitted code): "
+            + ", ".join(f"rank {r}: {v}" for r, v in enumerate(shapes))
+            + "; start every rank with the same SAE and options"
+        )
     code = selection_code
     if code is None and evidence == "factorised":
-        from .factorization import factorize_decoder
-
-        head, activations = _peel_rows(activations, int(sae.cfg.d_in), factorize_rows, batch_size)
-        code = factorize_decoder(sae, head, max_rows=factorize_rows)
+        head, activations = shards.together(
+            lambda: _peel_rows(activations, int(sae.cfg.d_in), factorize_rows, batch_size))
+        code = shards.together(lambda: _fit_code(sae, head, factorize_rows, shards))
         activations = itertools.chain([head], activations)
     elif code is not None and (code.cfg.d_sae, code.cfg.d_in) != (sae.cfg.d_sae, sae.cfg.d_in):
         raise ValueError("selection_code was fitted to an SAE of another shape; refit it with factorize_decoder")
@@ -425,7 +438,7 @@ def recover_concept_graph(
         **kwargs,
     )
     total = activations.shape[0] if isinstance(activations, Tensor) and activations.ndim >= 1 else total_rows
-    accumulate_cofiring(
+    shards.together(lambda: accumulate_cofiring(
         encoder,
         activations,
         stats,
@@ -433,9 +446,12 @@ def recover_concept_graph(
         show_progress=show_progress,
         total=total,
         min_activation=min_activation,
-    )
+    ))
+    merged = shards.reduce_stats(stats)
+    if merged is None:
+        return None
     graph = build_concept_graph(
-        stats,
+        merged,
         min_conditional=min_conditional,
         min_support=min_support,
         min_lift=min_lift,
@@ -446,7 +462,21 @@ def recover_concept_graph(
     graph.meta["evidence"] = "factorised" if code is not None else "cofiring"
     if code is not None:
         _mark_composition_links(graph, code)
-    return (graph, stats) if return_stats else graph
+    return (graph, merged) if return_stats else graph
+
+
+def _fit_code(sae: Any, head: Tensor, n_rows: int, shards: Shards) -> Any:
+    """The factorisation, oriented by the firing counts of the stream's first ``n_rows`` rows.
+
+    With several shards, each adds the counts of its part of those rows (shards follow each
+    other in rank order), so every rank fits the same code as one process over the whole stream.
+    """
+    from .factorization import factorize_decoder, firing_counts_of
+
+    head_rows = shards.all_gather(min(int(head.shape[0]), n_rows))
+    share = head_share(head_rows, shards.rank, n_rows)
+    counts = firing_counts_of(sae, head[:share], n_rows) if share else torch.zeros(int(sae.cfg.d_sae), dtype=torch.int64)
+    return factorize_decoder(sae, firing_counts=shards.all_sum(counts), max_rows=n_rows)
 
 
 def _peel_rows(
