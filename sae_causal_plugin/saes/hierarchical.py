@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import Tensor
+
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.jumprelu_sae import (
     JumpReLUSAEConfig,
@@ -56,6 +59,19 @@ class HierarchicalBatchTopKTrainingSAE(MinimalityMixin, BatchTopKFiring, BatchTo
     """BatchTopK SAE trained with the compression term."""
 
     cfg: HierarchicalBatchTopKTrainingSAEConfig  # type: ignore[assignment]
+
+    @torch.no_grad()
+    def update_topk_threshold(self, acts_topk: Tensor) -> None:
+        """SAELens's running threshold; in a data-parallel run, from the smallest activation kept on any rank."""
+        if self.rank_reduce is None:
+            return super().update_topk_threshold(acts_topk)
+        positive = acts_topk[acts_topk > 0]
+        smallest = positive.min().float() if positive.numel() else acts_topk.new_tensor(float("inf")).float()
+        smallest = self.rank_reduce(smallest.reshape(1), "min")[0]
+        if torch.isfinite(smallest):
+            lr = self.cfg.topk_threshold_lr
+            self.topk_threshold = (1 - lr) * self.topk_threshold + lr * smallest.to(self.topk_threshold.dtype)
+        return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ latents. ``save_inference_model`` writes a directory stock SAELens loads, all at
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class MinimalityMixin:
         self.register_buffer("compression_neighbours",
                              torch.empty(cfg.d_sae, 0, dtype=torch.long, device=self.W_dec.device), persistent=False)
         self._refresh_start = 0
+        #: ``reduce(tensor, "max" | "min" | "sum")`` over the ranks of a data-parallel run
+        #: (:func:`sae_causal_plugin.distributed.data_parallel` sets it); ``None``: one process.
+        self.rank_reduce: Callable[[Tensor, str], Tensor] | None = None
 
     # ---- SAELens hooks -------------------------------------------------------------------
 
@@ -83,8 +87,11 @@ class MinimalityMixin:
     def _track_firing(self, feature_acts: Tensor) -> None:
         """Count steps since each latent fired (every architecture here has activations >= 0)."""
         if self.training and self.cfg.revival_window > 0:
+            fired = feature_acts.amax(dim=0) > 0
+            if self.rank_reduce is not None:
+                fired = self.rank_reduce(fired.to(torch.uint8), "max").bool()
             self.since_fired += 1
-            self.since_fired[feature_acts.amax(dim=0) > 0] = 0
+            self.since_fired[fired] = 0
 
     def _decoder_for_acts(self) -> Tensor:
         """Decoder that maps ``feature_acts`` to the input (unit rows when acts are rescaled)."""
