@@ -15,7 +15,8 @@ empty),
 * ``option``: the option's name (or a list of names; the first is shown), instead of ``--field-name``;
 * ``metavar``: the value's name in the help;
 * ``positive``: the value (each value of a tuple) must be > 0;
-* ``min_items``: a tuple needs at least this many values.
+* ``min_items``: a tuple needs at least this many values;
+* ``device``: the value must name a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
                 parser.error(f"{option} needs at least {f.metadata['min_items']} values")
             if isinstance(_default(f), dict) and not isinstance(value, dict):
                 parser.error(f"{option} must be a JSON object")
+            if f.metadata.get("device"):
+                problem = device_problem(value)
+                if problem:
+                    parser.error(f"{option} {value}: {problem}")
         values[f.name] = value
     values.update(overrides)
     try:
@@ -160,14 +165,37 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error(str(err))
 
 
+def device_problem(name: str) -> str | None:
+    """Why ``name`` is not a torch device this machine can run on, or ``None``."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return "not a torch device; use cpu, cuda or cuda:N"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA device is visible to torch; use --device cpu"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif device.type != "cpu":
+        return f"device type {device.type!r} is not supported here; use cpu or cuda"
+    return None
+
+
+def device_field(default: str = "cpu") -> Any:
+    """The ``--device`` field of a bench config: a torch device this machine has (checked)."""
+    return dataclasses.field(default=default, metadata={"device": True})
+
+
 @contextmanager
 def isolated_run(threads: int | None = None) -> Iterator[None]:
     """What a bench's ``main`` changes is put back afterwards: the global torch RNG (each bench
-    seeds it), the torch thread count (``threads`` > 0 sets it for the run) and SAELens's progress
-    output (quiet during the run). A bench called from Python leaves its caller as it found it."""
+    seeds it, on CPU and on every CUDA device), the torch thread count (``threads`` > 0 sets it for
+    the run) and SAELens's progress output (quiet during the run). A bench called from Python leaves
+    its caller as it found it."""
     before = torch.get_num_threads()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        with torch.random.fork_rng(devices=[]), quiet_saelens():
+        with torch.random.fork_rng(devices=cuda), quiet_saelens():
             if threads is not None and threads > 0:
                 torch.set_num_threads(threads)
             yield

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.bench.graph_memory import PoissonHierarchySampler, build
 from sae_causal_plugin.graph.cofiring import CoFiringStats, iter_batch_pair_keys
 
@@ -49,8 +49,8 @@ class CoFiringSpeedConfig:
     """timed repeats of each contender, interleaved"""
     min_conditional: float = 0.5
     """the statistics' pruning threshold, as recover_concept_graph's default"""
-    device: str = "cpu"
-    """where the indices and the statistics live (cpu or cuda)"""
+    device: str = device_field()
+    """where the indices and the statistics live (cpu, cuda or cuda:N)"""
     seed: int = 0
     """seed of the synthetic model, the SAE and the draws"""
 
@@ -100,8 +100,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
     cfg = config_from_args(ap, args, CoFiringSpeedConfig)
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        ap.error("--device cuda: no CUDA device is visible to torch")
     with isolated_run():
         torch.manual_seed(cfg.seed)
         batches = topk_batches(cfg)

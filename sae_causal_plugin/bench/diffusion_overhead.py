@@ -40,15 +40,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.diffusion import hook_denoiser
 
 BATCH_SIZE = 4
 TIMESTEP = 500
 
 
-def _models(seed: int) -> list[tuple[nn.Module, dict[str, Any]]]:
-    """The two timed denoisers (weights from ``torch.manual_seed(seed)``) and their inputs."""
+def _models(seed: int, device: str = "cpu") -> list[tuple[nn.Module, dict[str, Any]]]:
+    """The two timed denoisers (weights from ``torch.manual_seed(seed)``) and their inputs, on ``device``."""
     from diffusers import DiTTransformer2DModel, UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -88,7 +88,8 @@ def _models(seed: int) -> list[tuple[nn.Module, dict[str, Any]]]:
         "timestep": t,
         "class_labels": torch.arange(BATCH_SIZE) % 10,
     }
-    return [(unet, unet_kwargs), (dit, dit_kwargs)]
+    return [(m.to(device), {k: v.to(device) for k, v in kw.items()})
+            for m, kw in ((unet, unet_kwargs), (dit, dit_kwargs))]
 
 
 def _sample(out: Any) -> Tensor:
@@ -135,16 +136,21 @@ def bench_one(
         for name, fn in runners.items():
             for _ in range(warmup):
                 outputs[name] = fn()
+        sync = _synchronizer(kwargs)
+        sync()
         start = time.perf_counter()
         runners["raw"]()
+        sync()
         inner = max(1, round(min_time / (time.perf_counter() - start)))
         for rep in range(repeats):
             rotated = order[rep % len(order) :] + order[: rep % len(order)]
             for name in rotated:
                 fn = runners[name]
+                sync()
                 start = time.perf_counter()
                 for _ in range(inner):
                     outputs[name] = fn()
+                sync()
                 times[name].append((time.perf_counter() - start) / inner)
     ratios = {k: statistics.median(t / r for t, r in zip(times[k], times["raw"])) for k in runners}
     return {
@@ -153,6 +159,14 @@ def bench_one(
         "median_ms": {k: 1000 * statistics.median(v) for k, v in times.items()},
         "identical": all(torch.equal(outputs["raw"], out) for out in outputs.values()),
     }
+
+
+def _synchronizer(kwargs: dict[str, Any]) -> Callable[[], None]:
+    """Waits for queued CUDA work when the inputs are on a GPU (timings then cover the work itself)."""
+    device = next(iter(kwargs.values())).device
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
 
 @dataclass
@@ -165,6 +179,8 @@ class OverheadConfig:
     """seed of the models' weights and inputs"""
     threads: int = 1
     """torch CPU threads (1 = least noise; 0 leaves them)"""
+    device: str = device_field()
+    """where the denoisers run (cpu, cuda or cuda:N)"""
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -181,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _run(cfg: OverheadConfig, as_json: bool) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     result: dict[str, Any] = {"ratio": {}, "nnsight_ratio": {}, "median_ms": {}, "identical": True}
-    for model, kwargs in _models(cfg.seed):
+    for model, kwargs in _models(cfg.seed, cfg.device):
         name = type(model).__name__
         res = bench_one(model, kwargs, cfg.repeats)
         nn_ratio = res["nnsight_ratio"]

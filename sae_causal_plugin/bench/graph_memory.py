@@ -65,7 +65,7 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 from sae_causal_plugin.graph import recover_concept_graph, true_hierarchy_graph
 
 
@@ -254,6 +254,8 @@ class GraphMemoryConfig:
     """seed of the synthetic model, the SAE and the draws"""
     progress: bool = False
     """show a progress bar"""
+    device: str = device_field()
+    """where the SAE encodes and the statistics live (cpu, cuda or cuda:N; rows are drawn on CPU)"""
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -271,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     model, sae = build(cfg.d_sae, cfg.d_in, cfg.k, cfg.seed)
+    sae.to(cfg.device)
     baseline = rss_high_water_bytes()
     t0 = time.perf_counter()
     graph, stats = recover_concept_graph(
@@ -282,6 +285,8 @@ def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:
         show_progress=cfg.progress,
         return_stats=True,
     )
+    if sae.W_dec.is_cuda:
+        torch.cuda.synchronize(sae.W_dec.device)
     wall = time.perf_counter() - t0
     peak = rss_high_water_bytes()
     gib = 2**30
@@ -306,7 +311,10 @@ def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:
         "n_edges": len(graph.edges),
         "n_candidate_edges": graph.meta["n_candidate_edges"],
         "under_4gib": peak < 4 * gib,
+        "device": cfg.device,
     }
+    if sae.W_dec.is_cuda:
+        res["peak_cuda_gib"] = torch.cuda.max_memory_allocated(sae.W_dec.device) / gib
     res.update(score_identity(graph, model, graph.meta["min_support"]))
     for key, val in res.items():
         print(f"{key:>26}: {val:.4g}" if isinstance(val, float) else f"{key:>26}: {val}")

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 
 METHODS = ("ours", "baseline")
 SCALAR_KEYS = ("edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard", "seconds")
@@ -104,6 +104,8 @@ class BenchConfig:
     """TopK budget at the start, times the final k, annealed (both methods; 1 = off)"""
     explain_levels: str = "coarser"
     """which levels the cross-level term explains from (CrossLevelConfig.explain_levels)"""
+    device: str = device_field()
+    """where the world draws samples and the SAEs train (cpu, cuda or cuda:N; draws differ by device)"""
 
     def validate(self) -> None:
         if self.levels < 2:
@@ -144,12 +146,12 @@ def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list
     shared = CrossLevelConfig(k_start_mult=cfg.k_start_mult, explain_levels=cfg.explain_levels)
     cross = shared if method == "ours" else shared.independent()
     torch.manual_seed(train_seed)
-    level_cfgs = [BatchTopKTrainingSAEConfig(d_in=d, d_sae=n, k=max(k, 0.05))
+    level_cfgs = [BatchTopKTrainingSAEConfig(d_in=d, d_sae=n, k=max(k, 0.05), device=cfg.device)
                   for d, n, k in zip(model.cfg.dims(), model.cfg.concepts_per_level, l0)]
     saes = make_level_saes(level_cfgs, cross)
     start = time.perf_counter()
     train_level_saes(saes, model.batches(cfg.batch_size, seed=train_seed * 7919 + 1), total_samples=cfg.samples,
-                     batch_size=cfg.batch_size, lr=cfg.lr, seed=train_seed, progress=False,
+                     batch_size=cfg.batch_size, lr=cfg.lr, seed=train_seed, progress=False, device=cfg.device,
                      init_rows=model.sample(cfg.init_samples, seed=train_seed * 7919 + 2).activations)
     for sae in saes:
         sae.eval()
@@ -162,7 +164,7 @@ def run_seed(cfg: BenchConfig, seed: int, methods: tuple[str, ...], jaccard: boo
     from sae_causal_plugin.multilevel import edge_jaccard, edge_scores, level_mcc, match_latents
     from sae_causal_plugin.synthetic import HierarchicalSelectionModel
 
-    model = HierarchicalSelectionModel(cfg.world_config(), seed=seed)
+    model = HierarchicalSelectionModel(cfg.world_config(), seed=seed, device=cfg.device)
     evaluation = model.sample(cfg.eval_samples, seed=seed * 7919 + 3)
     l0 = [float(c.float().sum(-1).mean()) for c in evaluation.concepts]
     truth = model.true_graph()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from sae_lens.saes.sae import TrainStepInput
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 
 PAIRS = ("batchtopk", "topk", "jumprelu")
 
@@ -50,9 +50,11 @@ class StepTimeConfig:
     """architectures to time"""
     dead_window: int = 50
     """steps without firing after which the base's latents are dead (SAELens dead_feature_window)"""
+    device: str = device_field()
+    """where both SAEs train (cpu, cuda or cuda:N; CUDA steps are timed after a synchronize)"""
 
 
-def build_pair(name: str, d_in: int, d_sae: int, k: int):
+def build_pair(name: str, d_in: int, d_sae: int, k: int, device: str = "cpu"):
     from sae_lens import (
         BatchTopKTrainingSAE,
         BatchTopKTrainingSAEConfig,
@@ -64,18 +66,19 @@ def build_pair(name: str, d_in: int, d_sae: int, k: int):
 
     import sae_causal_plugin as plugin
 
+    sizes = dict(d_in=d_in, d_sae=d_sae, device=device)
     if name == "batchtopk":
-        return (BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k)),
+        return (BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)),
                 plugin.HierarchicalBatchTopKTrainingSAE(
-                    plugin.HierarchicalBatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k)))
+                    plugin.HierarchicalBatchTopKTrainingSAEConfig(**sizes, k=k)))
     if name == "topk":
-        return (TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k)),
+        return (TopKTrainingSAE(TopKTrainingSAEConfig(**sizes, k=k)),
                 plugin.HierarchicalTopKTrainingSAE(
-                    plugin.HierarchicalTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k)))
+                    plugin.HierarchicalTopKTrainingSAEConfig(**sizes, k=k)))
     if name == "jumprelu":
-        return (JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae)),
+        return (JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)),
                 plugin.HierarchicalJumpReLUTrainingSAE(
-                    plugin.HierarchicalJumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae)))
+                    plugin.HierarchicalJumpReLUTrainingSAEConfig(**sizes)))
     raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(PAIRS)}.")
 
 
@@ -86,6 +89,7 @@ def _coefficients(sae) -> dict[str, float]:
 def _step(sae, opt, x: torch.Tensor, step: int, coefficients: dict[str, float],
           since_fired: torch.Tensor, dead_window: int) -> float:
     """One step as ``SAETrainer`` takes it (its dead mask and firing count); returns seconds."""
+    _synchronize(x)
     start = time.perf_counter()
     out = sae.training_forward_pass(TrainStepInput(
         sae_in=x, coefficients=coefficients, dead_neuron_mask=since_fired > dead_window,
@@ -96,19 +100,25 @@ def _step(sae, opt, x: torch.Tensor, step: int, coefficients: dict[str, float],
     out.loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
+    _synchronize(x)
     return time.perf_counter() - start
 
 
+def _synchronize(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
 def measure(name: str, d_in: int, d_sae: int, k: int, batch: int, steps: int, warmup: int,
-            seed: int, dead_window: int = 50) -> dict[str, Any]:
+            seed: int, dead_window: int = 50, device: str = "cpu") -> dict[str, Any]:
     torch.manual_seed(seed)
-    base, ours = build_pair(name, d_in, d_sae, k)
+    base, ours = build_pair(name, d_in, d_sae, k, device)
     opts = [torch.optim.Adam(m.parameters(), lr=1e-4) for m in (base, ours)]
     coeffs = [_coefficients(m) for m in (base, ours)]
-    since_fired = [torch.zeros(d_sae, dtype=torch.long) for _ in (base, ours)]
+    since_fired = [torch.zeros(d_sae, dtype=torch.long, device=device) for _ in (base, ours)]
     times: list[list[float]] = [[], []]
     for step in range(warmup + steps):
-        x = torch.randn(batch, d_in).relu()
+        x = torch.randn(batch, d_in, device=device).relu()
         order = (0, 1) if step % 2 == 0 else (1, 0)
         for i in order:
             t = _step((base, ours)[i], opts[i], x, step, coeffs[i], since_fired[i], dead_window)
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     a = p.parse_args(argv)
     c = config_from_args(p, a, StepTimeConfig)
     with isolated_run():
-        rows = [measure(n, c.d_in, width, c.k, c.batch, c.steps, c.warmup, c.seed, c.dead_window)
+        rows = [measure(n, c.d_in, width, c.k, c.batch, c.steps, c.warmup, c.seed, c.dead_window, c.device)
                 for width in c.widths for n in c.archs]
     for r in rows:
         print(f"{r['arch']:10s} width {r['width']:6d}  base {r['base_ms']:.2f} ms  hierarchical "

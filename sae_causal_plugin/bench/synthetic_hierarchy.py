@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
 OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")
@@ -59,13 +59,19 @@ class BenchConfig:
     batch_size: int = 1024
     eval_samples: int = 50_000
     graph_samples: int = 100_000
-    device: str = "cpu"
+    device: str = device_field()
+    """where the world, the SAEs and the statistics live (cpu, cuda or cuda:N)"""
     preset: str | None = None
     """a named world (its values win over the other options)"""
     firing: str = "zipfian"
     max_prob: float = 0.3
     min_prob: float = 0.01
     orthogonalize: bool = False
+    published_world: bool = False
+    """SAELens's published SynthSAEBench v2 settings for the world: scale_children_by_parent,
+    rank-25 feature correlations, magnitudes 5 -> 4 (sd 0.5), bias 0.5, orthogonalised (100 steps)"""
+    autocast: bool = False
+    """bfloat16 autocast of the SAE and of data generation (SAELens's autocast_sae / autocast_data; for GPUs)"""
     ours_config: dict[str, Any] | None = None
     """JSON of extra hierarchical-config arguments, e.g. '{"compression_margin": 0.4}'"""
 
@@ -85,15 +91,16 @@ class BenchConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SAELens's published SynthSAEBench-16k world (SAELens docs, "SynthSAEBench"): 16,384
-    # features in 768 dimensions, Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4), 128 roots
-    # with branching 4 and depth 3, all children mutually exclusive, orthogonalised dictionary;
-    # SAEs of width 16,384 at L0 = 25 trained on 200M samples. The published world also has
-    # low-rank feature correlations, which this preset leaves out. Meant for a GPU (--device cuda).
+    # SAELens's published SynthSAEBench-16k world, v2 (SAELens docs, "SynthSAEBench"; v2 is v1
+    # with scale_children_by_parent, as the paper describes): 16,384 features in 768 dimensions,
+    # Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4), 128 roots with branching 4 and depth
+    # 3, all children mutually exclusive, rank-25 correlations, magnitudes 5 -> 4, bias 0.5,
+    # seed 42; SAEs of width 16,384 at L0 = 25 on 200M samples, lr 3e-4. For one GPU
+    # (--device cuda; bfloat16 autocast as SAELens's runner offers it).
     "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4, depth=3,
                               mutually_exclusive=1.0, firing="zipfian", max_prob=0.4,
-                              min_prob=5e-4, orthogonalize=True, k=25, width=16384,
-                              samples=200_000_000, batch_size=4096, lr=3e-4,
+                              min_prob=5e-4, published_world=True, seed=42, k=25, width=16384,
+                              samples=200_000_000, batch_size=1024, lr=3e-4, autocast=True,
                               eval_samples=500_000, graph_samples=1_000_000),
 }
 
@@ -132,20 +139,25 @@ def build_synthetic_model(cfg: BenchConfig, seed: int):
         firing = LinearFiringProbabilityConfig(max_prob=cfg.max_prob, min_prob=cfg.min_prob)
     else:
         firing = ZipfianFiringProbabilityConfig(exponent=0.5, max_prob=cfg.max_prob, min_prob=cfg.min_prob)
+    hierarchy = dict(total_root_nodes=cfg.roots, branching_factor=cfg.branching, max_depth=cfg.depth,
+                     mutually_exclusive_portion=cfg.mutually_exclusive, compensate_probabilities=True)
+    world: dict[str, Any] = dict(
+        orthogonalization=OrthogonalizationConfig() if cfg.orthogonalize else None, bias=False)
+    if cfg.published_world:  # SAELens docs, "SynthSAEBench": the world of the published v2 SAEs
+        from sae_lens.synthetic import FoldedNormalMagnitudeConfig, LinearMagnitudeConfig, LowRankCorrelationConfig
+
+        hierarchy.update(mutually_exclusive_min_depth=0, scale_children_by_parent=True)
+        world = dict(orthogonalization=OrthogonalizationConfig(num_steps=100, lr=3e-4),
+                     correlation=LowRankCorrelationConfig(rank=25, correlation_scale=0.1),
+                     mean_firing_magnitudes=LinearMagnitudeConfig(start=5.0, end=4.0),
+                     std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=0.5, std=0.5), bias=0.5)
     model_cfg = SyntheticModelConfig(
         num_features=cfg.num_features,
         hidden_dim=cfg.hidden_dim,
         firing_probability=firing,
-        hierarchy=HierarchyConfig(
-            total_root_nodes=cfg.roots,
-            branching_factor=cfg.branching,
-            max_depth=cfg.depth,
-            mutually_exclusive_portion=cfg.mutually_exclusive,
-            compensate_probabilities=True,
-        ),
-        orthogonalization=OrthogonalizationConfig() if cfg.orthogonalize else None,
-        bias=False,
+        hierarchy=HierarchyConfig(**hierarchy),
         seed=seed,
+        **world,
     )
     return SyntheticModel(model_cfg, device=cfg.device)
 
@@ -218,7 +230,7 @@ def run_architecture(arch: str, cfg: BenchConfig, model, seed: int, k: float
     start = time.perf_counter()
     train_toy_sae(sae, model.feature_dict, model.activation_generator,
                   training_samples=cfg.samples, batch_size=cfg.batch_size, lr=cfg.lr,
-                  device=cfg.device)
+                  device=cfg.device, autocast_sae=cfg.autocast, autocast_data=cfg.autocast)
     seconds = time.perf_counter() - start
     sae.eval()
     ev = eval_sae_on_synthetic_data(sae, model.feature_dict, model.activation_generator,

@@ -130,3 +130,30 @@ def test_cofiring_speed_tiny_run_prints_the_ratio_and_its_json(capsys):
     assert json.loads(lines[-1])["ratio"] == pytest.approx(res["ratio"])
     assert res["rows"] == 4 * 256 and res["ratio"] > 0 and res["stored_pairs"] > 0
     assert len(res["floor_seconds"]) == len(res["update_seconds"]) == 2
+
+
+#: The benches that run on a chosen device; the two toy worlds are built for CPU only.
+ON_A_DEVICE = sorted(set(BENCHMARKS) - {"diffusion-world", "language-world"})
+
+
+@pytest.mark.parametrize("name", ON_A_DEVICE)
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "--device gpu: not a torch device; use cpu, cuda or cuda:N"),
+    ("cuda:7", "--device cuda:7: "),
+])
+def test_every_bench_checks_its_device_before_running(name, device, message, capsys):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--device", device])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_step_time_on_a_named_device_reports_it(capsys):
+    rows = importlib.import_module("sae_causal_plugin.bench.step_time").main(
+        ["--d-in", "8", "--width", "16", "--k", "2", "--batch", "16", "--steps", "2", "--warmup", "1",
+         "--archs", "topk", "--device", "cpu", "--json"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["config"]["device"] == "cpu" and set(last["ratios"]) == {"topk@16"}
+    assert rows[0]["ratio"] > 0

@@ -40,3 +40,21 @@ def test_json_last_line_has_one_result_per_architecture(capsys):
 def test_bad_options_name_the_option(argv, name):
     with pytest.raises(ValueError, match=name):
         synthetic_hierarchy.main(argv)
+
+
+def test_synthsaebench_preset_builds_the_published_v2_world():
+    from dataclasses import replace
+
+    from sae_causal_plugin.bench.synthetic_hierarchy import PRESETS, BenchConfig, build_synthetic_model
+
+    preset = replace(BenchConfig(), **PRESETS["synthsaebench-16k"])
+    assert (preset.num_features, preset.hidden_dim, preset.width, preset.k) == (16384, 768, 16384, 25)
+    assert (preset.samples, preset.lr, preset.seed, preset.autocast) == (200_000_000, 3e-4, 42, True)
+    small = replace(preset, num_features=96, hidden_dim=48, roots=4, branching=2, depth=2)
+    model = build_synthetic_model(small, small.seed)
+    cfg = model.cfg
+    assert cfg.hierarchy.scale_children_by_parent and cfg.hierarchy.mutually_exclusive_portion == 1.0
+    assert (cfg.correlation.rank, cfg.correlation.correlation_scale) == (25, 0.1)
+    assert cfg.bias == 0.5 and cfg.orthogonalization.num_steps == 100
+    parents = [node for root in model.hierarchy.roots for node in [root, *root.children] if node.children]
+    assert parents and all(node.scale_children_by_parent for node in parents)
