@@ -199,7 +199,11 @@ def topological_depth_order(children: Tensor, parents: Tensor) -> list[list[int]
 
 # ----------------------------------------------------------------------------- SAE glue
 def decoder_basis(sae: Any, block: int = 256) -> tuple[Float[Tensor, "d_sae d_in"], Float[Tensor, " d_in"]]:
-    """``(D, b)`` with ``sae.decode(z) = z @ D + b`` (checked on a random code)."""
+    """``(D, b)`` with ``sae.decode(z) = z @ D + b`` (checked on dense random codes).
+
+    ``D`` is ``W_dec`` itself when that reproduces ``decode`` (SAELens's SAEs without decoder-norm
+    rescaling); otherwise each row is probed as ``decode(e_i) - b`` (``d_sae`` decodes).
+    """
     if not callable(getattr(sae, "decode", None)) or getattr(sae, "W_dec", None) is None:
         raise ValueError(
             f"sae must be an SAE with a decoder (W_dec and decode), got {type(sae).__name__}; "
@@ -215,17 +219,26 @@ def decoder_basis(sae: Any, block: int = 256) -> tuple[Float[Tensor, "d_sae d_in
     d_sae = W.shape[0]
     with torch.no_grad():
         b = sae.decode(torch.zeros(1, d_sae, dtype=W.dtype, device=W.device))[0]
-        parts = []
-        for s in range(0, d_sae, block):
-            n = min(block, d_sae - s)
-            basis = torch.zeros(n, d_sae, dtype=W.dtype, device=W.device)
-            basis[torch.arange(n), torch.arange(s, s + n)] = 1.0
-            parts.append(sae.decode(basis) - b)
-        D = torch.cat(parts)
-        z = torch.rand(2, d_sae, dtype=W.dtype, device=W.device) * (torch.rand(2, d_sae, device=W.device) < 0.05)
-        if not torch.allclose(sae.decode(z), z @ D + b, rtol=1e-4, atol=1e-4 * float(D.abs().max())):
-            raise ValueError("sae: decode is not affine in the code, so it cannot be factorised")
+        # dense random codes: a decode that differs from z @ D + b in any row shows up in every one
+        z = torch.rand(4, d_sae, dtype=W.dtype, device=W.device)
+        decoded = sae.decode(z)
+        D = W.detach()
+        if not _reproduces(decoded, z @ D + b, D):  # not the plain W_dec: probe decode row by row
+            parts = []
+            for s in range(0, d_sae, block):
+                n = min(block, d_sae - s)
+                basis = torch.zeros(n, d_sae, dtype=W.dtype, device=W.device)
+                basis[torch.arange(n), torch.arange(s, s + n)] = 1.0
+                parts.append(sae.decode(basis) - b)
+            D = torch.cat(parts)
+            if not _reproduces(decoded, z @ D + b, D):
+                raise ValueError("sae: decode is not affine in the code, so it cannot be factorised")
     return D, b
+
+
+def _reproduces(decoded: Tensor, affine: Tensor, D: Tensor) -> bool:
+    scale = float(D.abs().max()) * max(1.0, D.shape[0] ** 0.5)
+    return bool(torch.allclose(decoded, affine, rtol=1e-4, atol=1e-5 * scale))
 
 
 class _Config:
@@ -385,15 +398,22 @@ def _rows(activations: Tensor | Iterable[Tensor], d_in: int, max_rows: int) -> I
             return
 
 
-def firing_counts_of(sae: Any, activations: Tensor | Iterable[Tensor], max_rows: int = 65536) -> Tensor:
-    """How often each latent fires on (at most ``max_rows`` rows of) ``activations``."""
+def firing_counts_of(sae: Any, activations: Tensor | Iterable[Tensor], max_rows: int = 65536,
+                     encode_elements: int = 2**24) -> Tensor:
+    """How often each latent fires on (at most ``max_rows`` rows of) ``activations``.
+
+    Encodes at most ``encode_elements / d_sae`` rows at a time (default: a 64 MiB float32 code),
+    as :func:`~.recovery.accumulate_cofiring` does, so a wide SAE's dense codes stay small.
+    """
     d_sae, d_in = int(sae.cfg.d_sae), int(sae.cfg.d_in)
+    step = max(1, encode_elements // d_sae)
     counts = torch.zeros(d_sae, dtype=torch.int64)
     with torch.no_grad():
         for chunk in _rows(activations, d_in, max_rows):
-            codes = sae.encode(chunk.to(sae.W_dec.device))
-            codes = codes.to_dense() if codes.is_sparse else codes
-            counts += (codes != 0).sum(0).cpu()
+            for s in range(0, chunk.shape[0], step):
+                codes = sae.encode(chunk[s : s + step].to(sae.W_dec.device))
+                codes = codes.to_dense() if codes.is_sparse else codes
+                counts += torch.bincount((codes != 0).nonzero(as_tuple=True)[1], minlength=d_sae).cpu()
     return counts
 
 

@@ -90,3 +90,25 @@ def test_bad_input():
         factorize_decoder(sae, torch.randn(10, 7))
     with pytest.raises(ValueError, match="NaN"):
         factorize_decoder(sae, torch.full((10, 32), float("nan")))
+
+
+def test_decoder_basis_is_w_dec_or_the_probed_rows_and_refuses_a_non_affine_decode():
+    from sae_causal_plugin.graph.factorization import decoder_basis
+
+    torch.manual_seed(0)
+    plain = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=8, d_sae=20, k=2, device="cpu",
+                                                  rescale_acts_by_decoder_norm=False))
+    D, b = decoder_basis(plain)
+    assert torch.equal(D, plain.W_dec.detach()) and torch.equal(b, plain.b_dec.detach())
+    rescaled = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=8, d_sae=20, k=2, device="cpu",
+                                                     rescale_acts_by_decoder_norm=True))
+    with torch.no_grad():
+        rescaled.W_dec.mul_(torch.rand(20, 1) + 0.5)
+    D, _ = decoder_basis(rescaled)
+    expected = rescaled.decode(torch.eye(20)) - rescaled.decode(torch.zeros(1, 20))
+    torch.testing.assert_close(D, expected.detach())
+    assert not torch.allclose(D, rescaled.W_dec.detach())
+    squared = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=8, d_sae=20, k=2, device="cpu"))
+    squared.decode = lambda z: (z ** 2) @ squared.W_dec + squared.b_dec
+    with pytest.raises(ValueError, match="not affine"):
+        decoder_basis(squared)
