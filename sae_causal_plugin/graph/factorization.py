@@ -41,7 +41,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._activations import iter_checked_batches
+from ._activations import ENCODE_ELEMENTS, iter_checked_batches
 
 #: Normalisations whose ``decode`` is not affine in the code (per-row state).
 _STATEFUL_NORMS = ("constant_norm_rescale", "layer_norm")
@@ -399,10 +399,10 @@ def _rows(activations: Tensor | Iterable[Tensor], d_in: int, max_rows: int) -> I
 
 
 def firing_counts_of(sae: Any, activations: Tensor | Iterable[Tensor], max_rows: int = 65536,
-                     encode_elements: int = 2**24) -> Tensor:
+                     encode_elements: int = ENCODE_ELEMENTS) -> Tensor:
     """How often each latent fires on (at most ``max_rows`` rows of) ``activations``.
 
-    Encodes at most ``encode_elements / d_sae`` rows at a time (default: a 64 MiB float32 code),
+    Encodes at most ``encode_elements / d_sae`` rows at a time (default: an 8 MiB float32 code),
     as :func:`~.recovery.accumulate_cofiring` does, so a wide SAE's dense codes stay small.
     """
     d_sae, d_in = int(sae.cfg.d_sae), int(sae.cfg.d_in)

@@ -44,7 +44,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._activations import iter_checked_batches
+from ._activations import ENCODE_ELEMENTS, iter_checked_batches
 from .cofiring import CoFiringStats, to_padded_indices
 from .shards import OneShard, Shards, head_share
 from .concept_graph import EDGE_STAT_KEYS, ConceptGraph
@@ -258,13 +258,13 @@ def accumulate_cofiring(
     batch_size: int = 4096,
     show_progress: bool = False,
     total: int | None = None,
-    encode_elements: int = 2**24,
+    encode_elements: int = ENCODE_ELEMENTS,
     min_activation: float = 0.0,
 ) -> CoFiringStats:
     """Encode ``activations`` with ``sae`` and add the firing pattern to ``stats``.
 
     Encoding runs on the SAE's device in sub-chunks of at most ``encode_elements / d_sae``
-    rows (default ``2**24``: a dense float32 ``[rows, d_sae]`` code of at most 64 MiB);
+    rows (default :data:`ENCODE_ELEMENTS`: a dense float32 ``[rows, d_sae]`` code of at most 8 MiB);
     fired indices are buffered and handed to ``stats`` every ``batch_size`` rows.  A latent
     fires when its code is non-zero, or ``> min_activation`` if that is positive.
     """
