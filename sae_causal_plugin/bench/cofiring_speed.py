@@ -27,22 +27,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
-from sae_causal_plugin.bench.graph_memory import PoissonHierarchySampler, build
+from sae_causal_plugin.bench.graph_memory import GraphWorkload, PoissonHierarchySampler, build
 from sae_causal_plugin.graph.cofiring import CoFiringStats, iter_batch_pair_keys
 
 
 @dataclass
-class CoFiringSpeedConfig:
-    """The command line's options (``--json`` aside)."""
+class CoFiringSpeedConfig(GraphWorkload):
+    """The command line's options (``--json`` aside): the graph-memory workload, fed in batches."""
 
-    d_sae: int = field(default=65536, metadata={"positive": True})
-    """SAE width (= synthetic features)"""
-    k: int = field(default=64, metadata={"positive": True})
-    """TopK k of the SAE"""
-    d_in: int = field(default=256, metadata={"positive": True})
-    """activation width"""
-    batch_size: int = field(default=4096, metadata={"positive": True})
-    """rows per statistics update"""
     batches: int = field(default=40, metadata={"positive": True})
     """batches fed per repeat"""
     repeats: int = field(default=3, metadata={"positive": True})
@@ -51,8 +43,6 @@ class CoFiringSpeedConfig:
     """the statistics' pruning threshold, as recover_concept_graph's default"""
     device: str = device_field()
     """where the indices and the statistics live (cpu, cuda or cuda:N)"""
-    seed: int = 0
-    """seed of the synthetic model, the SAE and the draws"""
 
 
 def topk_batches(cfg: CoFiringSpeedConfig) -> list[torch.Tensor]:

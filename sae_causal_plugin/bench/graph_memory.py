@@ -227,11 +227,9 @@ def score_identity(graph, model: SyntheticModel, min_support: int) -> dict[str, 
 
 
 @dataclass
-class GraphMemoryConfig:
-    """The command line's options (``--json`` aside)."""
+class GraphWorkload:
+    """The synthetic world and TopK SAE that the graph-statistics benches feed (shared options)."""
 
-    n: int = field(default=1_000_000, metadata={"positive": True})
-    """number of activations"""
     d_sae: int = field(default=65536, metadata={"positive": True})
     """SAE width (= synthetic features)"""
     k: int = field(default=64, metadata={"positive": True})
@@ -240,6 +238,16 @@ class GraphMemoryConfig:
     """activation width"""
     batch_size: int = field(default=4096, metadata={"positive": True})
     """rows per statistics update"""
+    seed: int = 0
+    """seed of the synthetic model, the SAE and the draws"""
+
+
+@dataclass
+class GraphMemoryConfig(GraphWorkload):
+    """The command line's options (``--json`` aside)."""
+
+    n: int = field(default=1_000_000, metadata={"positive": True})
+    """number of activations"""
     chunk: int = field(default=1024, metadata={"positive": True})
     """rows per streamed activation batch"""
     sampler: Literal["poisson", "saelens"] = "poisson"
@@ -250,8 +258,6 @@ class GraphMemoryConfig:
     """fire threshold on codes"""
     log_every: int = 0
     """log memory every N rows (stderr)"""
-    seed: int = 0
-    """seed of the synthetic model, the SAE and the draws"""
     progress: bool = False
     """show a progress bar"""
     device: str = device_field()
