@@ -82,3 +82,14 @@ def test_tiny_sweep_prints_a_table_and_writes_the_png(tmp_path, capsys, monkeypa
     assert axes == {"noise", "leakage", "multi_parent"}
     shares = sorted(t["x"] for t in report["results"] if t["axis"] == "multi_parent")
     assert shares[0] == 0.0 and shares[-1] > 0.0  # from a tree to a DAG at the finest level
+
+
+def test_hard_presets_are_preset_a_with_high_leakage_or_noise_and_options_still_win():
+    a, _, _, _ = multilevel.parse_args(["--preset", "a"])
+    leak, _, _, _ = multilevel.parse_args(["--preset", "hard-leak"])
+    noisy, _, _, _ = multilevel.parse_args(["--preset", "hard-noise"])
+    assert (leak.leakage, leak.noise, noisy.leakage, noisy.noise) == (0.6, a.noise, a.leakage, 1.6)
+    assert leak.concepts_per_level == noisy.concepts_per_level == a.concepts_per_level
+    assert multilevel.parse_args(["--preset", "hard-leak", "--leakage", "0.3"])[0].leakage == 0.3
+    assert (min(multilevel.LEAKAGE_LEVELS), max(multilevel.LEAKAGE_LEVELS)) == (0.0, 0.8)
+    assert (min(multilevel.NOISE_LEVELS), max(multilevel.NOISE_LEVELS)) == (0.0, 3.2)
