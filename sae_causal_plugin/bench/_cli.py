@@ -181,6 +181,13 @@ def device_problem(name: str) -> str | None:
     return None
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the work queued on ``device`` (a no-op on CPU), so a timer around it covers the work."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def device_field(default: str = "cpu") -> Any:
     """The ``--device`` field of a bench config: a torch device this machine has (checked)."""
     return dataclasses.field(default=default, metadata={"device": True})

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run, synchronize
 from sae_causal_plugin.bench.graph_memory import GraphWorkload, PoissonHierarchySampler, build
 from sae_causal_plugin.graph.cofiring import CoFiringStats, iter_batch_pair_keys
 
@@ -74,13 +74,11 @@ def stats_pass(batches: list[torch.Tensor], cfg: CoFiringSpeedConfig) -> CoFirin
     return stats
 
 
-def _timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+def _timed(fn, device: str) -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -96,9 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows = cfg.batches * cfg.batch_size
         floor_s, stats_s, pairs = [], [], 0
         for _ in range(cfg.repeats):
-            floor_s.append(_timed(lambda: floor_pass(batches, cfg.d_sae)))
+            floor_s.append(_timed(lambda: floor_pass(batches, cfg.d_sae), cfg.device))
             box: list[CoFiringStats] = []
-            stats_s.append(_timed(lambda: box.append(stats_pass(batches, cfg))))
+            stats_s.append(_timed(lambda: box.append(stats_pass(batches, cfg)), cfg.device))
             pairs = box[0].n_pairs
     floor, update = statistics.median(floor_s), statistics.median(stats_s)
     res = {"config": asdict(cfg), "rows": rows, "floor_rows_per_s": rows / floor,

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run, synchronize
 from sae_causal_plugin.diffusion import hook_denoiser
 
 BATCH_SIZE = 4
@@ -136,21 +136,21 @@ def bench_one(
         for name, fn in runners.items():
             for _ in range(warmup):
                 outputs[name] = fn()
-        sync = _synchronizer(kwargs)
-        sync()
+        device = next(iter(kwargs.values())).device
+        synchronize(device)
         start = time.perf_counter()
         runners["raw"]()
-        sync()
+        synchronize(device)
         inner = max(1, round(min_time / (time.perf_counter() - start)))
         for rep in range(repeats):
             rotated = order[rep % len(order) :] + order[: rep % len(order)]
             for name in rotated:
                 fn = runners[name]
-                sync()
+                synchronize(device)
                 start = time.perf_counter()
                 for _ in range(inner):
                     outputs[name] = fn()
-                sync()
+                synchronize(device)
                 times[name].append((time.perf_counter() - start) / inner)
     ratios = {k: statistics.median(t / r for t, r in zip(times[k], times["raw"])) for k in runners}
     return {
@@ -159,14 +159,6 @@ def bench_one(
         "median_ms": {k: 1000 * statistics.median(v) for k, v in times.items()},
         "identical": all(torch.equal(outputs["raw"], out) for out in outputs.values()),
     }
-
-
-def _synchronizer(kwargs: dict[str, Any]) -> Callable[[], None]:
-    """Waits for queued CUDA work when the inputs are on a GPU (timings then cover the work itself)."""
-    device = next(iter(kwargs.values())).device
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
 
 
 @dataclass

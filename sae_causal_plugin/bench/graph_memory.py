@@ -65,7 +65,7 @@ from sae_lens.synthetic import (
     init_sae_to_match_feature_dict,
 )
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run, synchronize
 from sae_causal_plugin.graph import recover_concept_graph, true_hierarchy_graph
 
 
@@ -291,8 +291,7 @@ def _run(cfg: GraphMemoryConfig, json_path: str | None) -> dict[str, float]:
         show_progress=cfg.progress,
         return_stats=True,
     )
-    if sae.W_dec.is_cuda:
-        torch.cuda.synchronize(sae.W_dec.device)
+    synchronize(sae.W_dec.device)
     wall = time.perf_counter() - t0
     peak = rss_high_water_bytes()
     gib = 2**30

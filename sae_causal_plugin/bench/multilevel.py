@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run
 
 METHODS = ("ours", "baseline")
 SCALAR_KEYS = ("edge_precision", "edge_recall", "edge_f1", "shd", "seed_jaccard", "seconds")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from sae_lens.saes.sae import TrainStepInput
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run, synchronize
 
 PAIRS = ("batchtopk", "topk", "jumprelu")
 
@@ -89,7 +89,7 @@ def _coefficients(sae) -> dict[str, float]:
 def _step(sae, opt, x: torch.Tensor, step: int, coefficients: dict[str, float],
           since_fired: torch.Tensor, dead_window: int) -> float:
     """One step as ``SAETrainer`` takes it (its dead mask and firing count); returns seconds."""
-    _synchronize(x)
+    synchronize(x.device)
     start = time.perf_counter()
     out = sae.training_forward_pass(TrainStepInput(
         sae_in=x, coefficients=coefficients, dead_neuron_mask=since_fired > dead_window,
@@ -100,13 +100,8 @@ def _step(sae, opt, x: torch.Tensor, step: int, coefficients: dict[str, float],
     out.loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-    _synchronize(x)
+    synchronize(x.device)
     return time.perf_counter() - start
-
-
-def _synchronize(x: torch.Tensor) -> None:
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
 
 
 def measure(name: str, d_in: int, d_sae: int, k: int, batch: int, steps: int, warmup: int,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from sae_causal_plugin.bench._cli import device_field, add_dataclass_options, config_from_args, isolated_run
+from sae_causal_plugin.bench._cli import add_dataclass_options, config_from_args, device_field, isolated_run
 
 ARCHITECTURES = ("batchtopk", "matryoshka_batchtopk", "jumprelu", "hierarchical_batchtopk")
 OPTIONAL_ARCHITECTURES = ("hierarchical_jumprelu", "hierarchical_topk", "topk")

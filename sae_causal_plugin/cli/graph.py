@@ -140,16 +140,16 @@ class Source:
     n_activation_rows: int | None = None
 
 
-def activation_source(args: argparse.Namespace, sae: Any, shards: Any = None) -> Source:
+def activation_source(args: argparse.Namespace, sae: Any, shards: Any) -> Source:
     """``--activations`` file, or the model's hook over ``--dataset`` (checked against the SAE).
 
-    Under ``torchrun`` (``shards``), this rank's contiguous block of the file's rows or of the
-    dataset's token rows.
+    ``shards`` (one rank of ``torchrun``, or ``OneShard``) picks this rank's contiguous block of
+    the file's rows or of the dataset's token rows.
     """
     from sae_causal_plugin.distributed import shard_slice
 
     def block(rows: Any) -> Any:
-        return rows if shards is None else rows[shard_slice(int(rows.shape[0]), shards.rank, shards.world_size)]
+        return rows[shard_slice(int(rows.shape[0]), shards.rank, shards.world_size)]
 
     from sae_causal_plugin.cli.data import hook_activations, kept_positions, load_activations, load_tokens
     from sae_causal_plugin.cli.models import LANGUAGE_WORLD, load_model

@@ -23,12 +23,21 @@ from sae_causal_plugin.graph.cofiring import CoFiringStats
 
 T = TypeVar("T")
 
+_REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+
 #: Seconds a collective waits for the other ranks before it fails (``--dist-timeout``).
 DEFAULT_TIMEOUT_S = 600.0
 
 
 class RankFailed(RuntimeError):
     """Another rank (or this one) failed a step; raised on every rank alike."""
+
+
+def reduce_over_ranks(tensor: Tensor, op: str) -> Tensor:
+    """``tensor`` reduced (``"sum"``, ``"max"``, ``"min"``) over the default group, on every rank."""
+    out = tensor.clone()
+    dist.all_reduce(out, op=_REDUCE_OPS[op])
+    return out
 
 
 def launched_by_torchrun() -> bool:
@@ -102,9 +111,7 @@ class ProcessGroupShards:
         return out
 
     def all_sum(self, tensor: Tensor) -> Tensor:
-        moved = tensor.to(self._device).clone()
-        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
-        return moved.to(tensor.device)
+        return reduce_over_ranks(tensor.to(self._device), "sum").to(tensor.device)
 
     def reduce_stats(self, stats: CoFiringStats) -> CoFiringStats | None:
         gathered: list[Any] | None = [None] * self.world_size if self.rank == 0 else None

@@ -16,14 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-_REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-
-
-def reduce_over_ranks(tensor: Tensor, op: str) -> Tensor:
-    """``tensor`` reduced (``"sum"``, ``"max"``, ``"min"``) over the default group, on every rank."""
-    out = tensor.clone()
-    dist.all_reduce(out, op=_REDUCE_OPS[op])
-    return out
+from sae_causal_plugin.distributed.group import reduce_over_ranks
 
 
 class GlobalBatchTopK(nn.Module):

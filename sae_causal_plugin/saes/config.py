@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -87,11 +88,8 @@ class MinimalityConfig:
                 "'expected_average_only_in'; set nested_coefficient=0 to use "
                 f"{getattr(self, 'normalize_activations')!r}."
             )
-        for name, default in (("compression_neighbours", 16), ("compression_refresh_rows", 128),
-                              ("compression_max_pairs", 4096)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r} (default {default}).")
+        _non_negative_int(self, "compression_neighbours", "compression_refresh_rows", "compression_max_pairs",
+                          least=1)
 
 
 def without_removed_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +125,13 @@ def _non_negative(cfg: Any, *names: str) -> None:
             )
 
 
-def _non_negative_int(cfg: Any, *names: str) -> None:
+def _non_negative_int(cfg: Any, *names: str, least: int = 0) -> None:
+    """Each field must be an integer >= ``least``; the message gives the field's default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     for name in names:
         value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r} (default {defaults[name]}).")
 
 
 def _in_unit_interval(cfg: Any, *names: str) -> None:

@@ -148,7 +148,7 @@ def check_activations(x: Tensor, d_in: int) -> None:
             f"activations have d_in={x.shape[-1]} but the SAE expects d_in={d_in}; "
             "set the SAE config's d_in to the width of the hook you train on."
         )
-    if not torch.isfinite(x.sum(dtype=torch.float32)):  # any NaN or Inf makes the sum non-finite
+    if not torch.isfinite(x.sum(dtype=torch.float64)):  # NaN / Inf make it non-finite; finite values cannot overflow
         raise ValueError(
             "activations contain NaN or Inf; clean or clip the activation source before training."
         )
