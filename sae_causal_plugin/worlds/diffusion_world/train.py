@@ -12,7 +12,6 @@ thread a run is bit-for-bit reproducible on the same machine and library version
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -31,6 +30,7 @@ from sae_causal_plugin.worlds.diffusion_world.model import (
 )
 from sae_causal_plugin.worlds.diffusion_world.scenes import SHIFTS, render, to_model
 from sae_causal_plugin._rng import keeps_global_rng
+from sae_causal_plugin.worlds.denoiser_training import ema_update, lr_at, prediction_target, sample_grid
 
 
 @dataclass
@@ -49,30 +49,8 @@ class TrainConfig:
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    floor = cfg.final_lr_fraction
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
-def _target(kind: str, x0: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
-    """What the UNet predicts for the scheduler's ``prediction_type``."""
-    if kind == "epsilon":
-        return noise
-    if kind == "sample":
-        return x0
-    if kind == "v_prediction":
-        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
-    raise ValueError(f"unsupported prediction_type {kind!r}")
+    return lr_at(step, lr=cfg.lr, steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                 final_lr_fraction=cfg.final_lr_fraction)
 
 
 @keeps_global_rng
@@ -107,14 +85,14 @@ def train_denoiser(
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         cond = embedding(sample_strengths(lab, gen))
         pred = unet(xt, timestep=t, encoder_hidden_states=cond).sample
-        loss = torch.nn.functional.mse_loss(pred, _target(kind, x0, noise, a))
+        loss = torch.nn.functional.mse_loss(pred, prediction_target(kind, x0, noise, a))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        _ema_update(ema_unet, unet, decay)
-        _ema_update(ema_emb, embedding, decay)
+        ema_update(ema_unet, unet, decay)
+        ema_update(ema_emb, embedding, decay)
         running += loss.item()
         if log is not None and (step + 1) % cfg.log_every == 0:
             log(
@@ -159,17 +137,6 @@ def readback_accuracy(
         "n": int(lab.shape[0]),
         "num_inference_steps": num_inference_steps,
     }
-
-
-def sample_grid(images: Tensor, ncol: int = 12) -> Tensor:
-    """Tile ``[B, 3, 16, 16]`` images into one ``[3, H, W]`` image with 1-pixel white gaps."""
-    b = images.shape[0]
-    nrow = (b + ncol - 1) // ncol
-    grid = torch.ones(3, nrow * 17 - 1, ncol * 17 - 1)
-    for i in range(b):
-        r, c = divmod(i, ncol)
-        grid[:, r * 17 : r * 17 + 16, c * 17 : c * 17 + 16] = images[i]
-    return grid
 
 
 __all__ = ["TrainConfig", "readback_accuracy", "sample_grid", "train_denoiser"]

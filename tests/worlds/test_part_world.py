@@ -1,0 +1,88 @@
+"""Part-whole world: the DAG, layouts, drawing, masks, detectors, the denoiser's interface."""
+
+import pytest
+import torch
+
+from sae_causal_plugin.worlds.part_world.concepts import (
+    CONCEPT_INDEX, CONCEPTS, LEVELS, PARENTS, Layout, check_layout, descendants, level, sample_layout, true_edges,
+)
+from sae_causal_plugin.worlds.part_world.detectors import classify_pixels, detect_concepts, detected_masks
+from sae_causal_plugin.worlds.part_world.model import ConceptTokens, PartWorldPipeline, build_denoiser, strengths_of
+from sae_causal_plugin.worlds.part_world.scenes import concept_masks, render, sample_scenes
+
+
+def test_the_dag_has_three_levels_twenty_concepts_and_shared_parts():
+    assert len(CONCEPTS) >= 20 and len(LEVELS) == 3 and all(LEVELS)
+    shared = [c for c, ps in PARENTS.items() if len(ps) > 1]
+    assert set(shared) == {"window", "nest"}
+    assert all(level(p) == level(c) - 1 for c, p in true_edges())
+    assert descendants("house") == {"roof", "wall", "chimney", "nest", "door", "window"}
+    with pytest.raises(ValueError, match="unknown concept"):
+        level("dog")
+
+
+def test_layouts_follow_the_selection_rule_and_positions_vary():
+    layout = sample_layout(3000, torch.Generator().manual_seed(0))
+    check_layout(layout)
+    lab = layout.labels
+    assert torch.equal(lab[:, :4].sum(1), torch.ones(3000, dtype=torch.long))
+    for c, ps in PARENTS.items():
+        if ps:
+            assert bool((~lab[:, CONCEPT_INDEX[c]] | lab[:, [CONCEPT_INDEX[p] for p in ps]].any(1)).all())
+    eyes = layout.offset[lab[:, CONCEPT_INDEX["eyes"]], CONCEPT_INDEX["eyes"]]
+    assert len({tuple(o) for o in eyes.tolist()}) > 4 and len({tuple(o) for o in layout.origin.tolist()}) == 9
+
+
+def test_masks_nest_parts_inside_regions_inside_wholes():
+    _, layout = sample_scenes(500, seed=1)
+    masks = concept_masks(layout)
+    for c, p in true_edges():
+        child, parent = masks[:, CONCEPT_INDEX[c]], masks[:, CONCEPT_INDEX[p]]
+        both = layout.labels[:, CONCEPT_INDEX[c]] & layout.labels[:, CONCEPT_INDEX[p]]
+        assert bool((child[both] <= parent[both]).all())
+    assert bool((masks.flatten(2).any(2) == layout.labels).all())
+
+
+def test_detectors_read_drawn_scenes_exactly():
+    images, layout = sample_scenes(1000, seed=2)
+    assert torch.equal(detect_concepts(images), layout.labels)
+    assert torch.equal(detected_masks(images), concept_masks(layout))
+    assert bool((classify_pixels(images) >= 0).all())
+    noisy = (images + 0.2 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+             ).clamp(0, 1)
+    assert bool((classify_pixels(noisy) == classify_pixels(images))[(noisy - images).abs().amax(1) < 0.25].all())
+    blank = torch.ones(1, 3, 16, 16)
+    assert not detect_concepts(blank).any()
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        detect_concepts(torch.ones(2, 16, 16))
+
+
+def test_bad_layouts_are_refused():
+    layout = sample_layout(4, torch.Generator().manual_seed(0))
+    lab = layout.labels.clone()
+    lab[0, :4] = False
+    with pytest.raises(ValueError, match="exactly one whole"):
+        check_layout(Layout(lab, layout.origin, layout.offset))
+    lab = layout.labels.clone()
+    lab[:, CONCEPT_INDEX["eyes"]] = True
+    lab[:, CONCEPT_INDEX["upper_face"]] = False
+    with pytest.raises(ValueError, match="'eyes' is present without"):
+        render(Layout(lab, layout.origin, layout.offset))
+    with pytest.raises(ValueError, match="labels must be bool"):
+        check_layout(Layout(layout.labels.float(), layout.origin, layout.offset))
+
+
+def test_the_denoiser_takes_one_token_per_concept_and_samples_scenes():
+    tokens = ConceptTokens(seed=0)
+    labels = sample_layout(3, torch.Generator().manual_seed(0)).labels
+    cond = tokens(strengths_of(labels))
+    assert cond.shape == (3, len(CONCEPTS) + 1, 32)
+    absent = ~labels[0]
+    assert bool((cond[0, : len(CONCEPTS)][absent] == 0).all())
+    pipe = PartWorldPipeline(build_denoiser(seed=0), tokens)
+    images = pipe(labels, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 3, 16, 16) and 0 <= float(images.min()) and float(images.max()) <= 1
+    with pytest.raises(ValueError, match=r"labels must be \[B, 22\]"):
+        pipe(torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="latents must have shape"):
+        pipe(labels, latents=torch.zeros(3, 3, 8, 8))
