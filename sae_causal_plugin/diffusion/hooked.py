@@ -1,9 +1,10 @@
 """TransformerLens hook points on diffusers denoisers (UNets and diffusion transformers).
 
 :class:`HookedUNet` and :class:`HookedDiT` wrap a diffusers denoiser *without copying or changing
-it*.  Every chosen submodule (UNet down / mid / up blocks and their ``resnets`` / ``attentions``;
-every transformer block of a DiT) gets two TransformerLens ``HookPoint``\\ s named by its module
-path:
+it*.  Every chosen submodule (UNet down / mid / up blocks and their ``resnets`` / ``attentions``,
+and the attentions' cross-attention layers ``...attentions.{j}.transformer_blocks.{k}.attn2``, where
+the conditioning tokens enter; every transformer block of a DiT) gets two TransformerLens
+``HookPoint``\\ s named by its module path (a cross-attention layer only ``hook_out``):
 
 * ``<path>.hook_out``: the submodule's main hidden-states output.  Tuple and dataclass outputs are
   unpacked for the hook and packed back (for a UNet down block the copy of the output that is also
@@ -76,6 +77,8 @@ def _pack(output: Any, index: int, old: Tensor, new: Tensor) -> Any:
 
 def _preserves_shape(module: nn.Module) -> bool:
     """Whether the submodule's main output has its main input's shape (so a delta exists)."""
+    if getattr(module, "is_cross_attention", False):
+        return False  # its input is the normed stream, not what its output is added to
     if hasattr(module, "resnets"):  # a UNet block
         if getattr(module, "downsamplers", None) is not None:
             return False
@@ -363,8 +366,17 @@ class HookedDenoiser(HookedRootModule):
         return [n for n in self.hook_dict if kind is None or n.endswith(kind)]
 
 
+def cross_attention_sites(path: str, attention: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The cross-attention layers (``attn2``) of a ``Transformer2DModel``'s transformer blocks:
+    where the conditioning tokens enter, ``(B, N, C)`` tokens, ``hook_out`` only."""
+    blocks = getattr(attention, "transformer_blocks", None) or []
+    return [(f"{path}.transformer_blocks.{k}.attn2", b.attn2) for k, b in enumerate(blocks)
+            if getattr(getattr(b, "attn2", None), "is_cross_attention", False)]
+
+
 def unet_sites(unet: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Module paths of every down / mid / up block and their resnets and attentions."""
+    """Module paths of every down / mid / up block, their resnets and attentions, and the
+    attentions' cross-attention layers (``...attentions.{j}.transformer_blocks.{k}.attn2``)."""
     blocks: list[tuple[str, nn.Module]] = [
         (f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)
     ]
@@ -380,6 +392,7 @@ def unet_sites(unet: nn.Module) -> list[tuple[str, nn.Module]]:
                 sites.append((f"{path}.resnets.{j}", resnets[j]))
             if j < len(attentions):
                 sites.append((f"{path}.attentions.{j}", attentions[j]))
+                sites += cross_attention_sites(f"{path}.attentions.{j}", attentions[j])
         sites.append((path, block))
     return sites
 

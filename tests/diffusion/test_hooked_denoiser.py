@@ -56,7 +56,7 @@ def test_cache_shapes_match_channels(denoisers, name):
         assert act.ndim in (3, 4)
         assert act.shape[channel_dim] == hooked.hook_channels(hook_name), hook_name
         if name.startswith("UNet"):
-            assert act.ndim == 4, hook_name
+            assert act.ndim == (3 if ".attn2." in hook_name else 4), hook_name
         else:
             assert act.ndim == 3, hook_name
 
@@ -76,6 +76,29 @@ def test_unet_hook_names(unet_cond):
     assert "down_blocks.0.attentions.0.hook_delta" in names
     assert "down_blocks.0.hook_delta" not in names  # downsamples: no residual update
     assert "up_blocks.0.resnets.0.hook_delta" not in names  # consumes a skip connection
+    cross = [n for n in names if ".attn2." in n]
+    assert cross and all(n.endswith("transformer_blocks.0.attn2.hook_out") for n in cross)
+    assert "mid_block.attentions.0.transformer_blocks.0.attn2.hook_out" in cross
+
+
+def test_cross_attention_output_is_hooked_where_the_tokens_enter(unet_cond):
+    model, kw = unet_cond
+    hooked = hook_denoiser(model)
+    name = "mid_block.attentions.0.transformer_blocks.0.attn2.hook_out"
+    cross = [n for n in hooked.hook_dict if ".attn2." in n]
+    other = dict(kw, encoder_hidden_states=kw["encoder_hidden_states"] + 1.0)
+    zero = [(n, lambda x, hook: torch.zeros_like(x)) for n in cross]
+    with torch.no_grad():
+        ref, ref_other = _sample(hooked(**kw)), _sample(hooked(**other))
+        _, cache = hooked.run_with_cache(**kw, names_filter=name)
+        _, cache_other = hooked.run_with_cache(**other, names_filter=name)
+        zeroed = _sample(hooked.run_with_hooks(**kw, fwd_hooks=zero))
+        zeroed_other = _sample(hooked.run_with_hooks(**other, fwd_hooks=zero))
+    assert cache[name].ndim == 3 and cache[name].shape[-1] == hooked.hook_channels(name)
+    assert not torch.equal(cache[name], cache_other[name]) and not torch.allclose(ref, ref_other)
+    # the cross-attention outputs are the tokens' only way in: zeroed, the tokens change nothing
+    assert torch.equal(zeroed, zeroed_other)
+    assert _no_hooks_left(hooked)
 
 
 def test_dit_hook_names(denoisers):
