@@ -51,32 +51,46 @@ def _tracker_for(target: Any, cfg_layout: tuple[str, str] | None) -> GenerationT
     raise TypeError(f"cannot steer a {type(target).__name__}: give a pipeline or a denoiser")
 
 
-def resize_mask(mask: Float[Tensor, "h w"], x: Tensor) -> Float[Tensor, "..."]:
-    """A ``(h, w)`` mask resized to the spatial layout of ``x`` without its channels.
+def resize_mask(mask: Float[Tensor, "*b h w"], x: Tensor) -> Float[Tensor, "..."]:
+    """A ``(h, w)`` mask, or ``(B, h, w)`` masks one per image, resized to the spatial layout of ``x``.
 
-    ``(B, C, H, W)`` maps give an ``(H, W)`` mask; ``(B, N, C)`` tokens an ``(N,)`` mask on the
-    ``H x W`` patch grid with the mask's aspect ratio (``H * W = N``).
+    ``(B, C, H, W)`` maps give an ``(H, W)`` mask (``(B, H, W)`` per image); ``(B, N, C)`` tokens
+    an ``(N,)`` mask (``(B, N)``) on the ``H x W`` patch grid with the mask's aspect ratio
+    (``H * W = N``).  Per-image masks are repeated over the halves of a classifier-free-guidance
+    batch (``x`` with a multiple of ``B`` rows).
     """
+    per_image = mask.ndim == 3
+    h_m, w_m = mask.shape[-2:]
     if x.ndim == 4:
         size = tuple(x.shape[-2:])
     elif x.ndim == 3:
         n = x.shape[1]
-        h = max(1, round(math.sqrt(n * mask.shape[0] / mask.shape[1])))
+        h = max(1, round(math.sqrt(n * h_m / w_m)))
         if n % h:
             raise ValueError(
-                f"cannot lay {n} tokens on a grid with the mask's aspect ratio {tuple(mask.shape)}"
+                f"cannot lay {n} tokens on a grid with the mask's aspect ratio {tuple(mask.shape[-2:])}"
             )
         size = (h, n // h)
     else:
         raise ValueError(
             f"a spatial mask needs (B,C,H,W) or (B,N,C) activations, got {tuple(x.shape)}"
         )
-    m = mask.to(device=x.device, dtype=torch.float32)[None, None]
+    m = mask.to(device=x.device, dtype=torch.float32)
+    m = m[:, None] if per_image else m[None, None]
     if tuple(m.shape[-2:]) != size:
         shrink = m.shape[-2] >= size[0] and m.shape[-1] >= size[1]
         m = F.interpolate(m, size=size, mode="area" if shrink else "nearest")
-    m = m[0, 0]
-    return m if x.ndim == 4 else m.reshape(-1)
+    m = m[:, 0]
+    if not per_image:
+        m = m[0]
+        return m if x.ndim == 4 else m.reshape(-1)
+    if x.shape[0] % m.shape[0]:
+        raise ValueError(
+            f"mask holds {m.shape[0]} per-image masks but the hook sees a batch of {x.shape[0]}; "
+            "give one (h, w) mask per generated image, or one (h, w) mask for all"
+        )
+    m = m.repeat(x.shape[0] // m.shape[0], 1, 1)
+    return m if x.ndim == 4 else m.reshape(m.shape[0], -1)
 
 
 class DiffusionSteering(Steering):
@@ -89,7 +103,8 @@ class DiffusionSteering(Steering):
 
     Args:
         window: the denoising steps to act on (default: all).
-        mask: ``(h, w)`` finite spatial weights, resized to each activation's grid.
+        mask: ``(h, w)`` finite spatial weights, resized to each activation's grid, or ``(B, h, w)``
+            one per generated image (e.g. where each image's part lies).
         cfg: CFG rows to act on: ``"cond"``, ``"uncond"`` or ``"both"``.
         num_inference_steps: if given, the window is checked against that schedule up front.
         cfg_layout: CFG half order, when it differs from the pipeline's default.
@@ -117,8 +132,8 @@ class DiffusionSteering(Steering):
         if cfg not in CFG_ROWS:
             raise ValueError(f"cfg must be one of {CFG_ROWS}, got {cfg!r}")
         if mask is not None:
-            if mask.ndim != 2:
-                raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
+            if mask.ndim not in (2, 3) or 0 in mask.shape:
+                raise ValueError(f"mask must be (H, W), or (B, H, W) one per image, got shape {tuple(mask.shape)}")
             check_finite_tensor(mask, "mask", "give finite spatial weights")
         self.tracker = _tracker_for(target, cfg_layout)
         self.denoiser = self.tracker.denoiser

@@ -78,6 +78,23 @@ def test_spatial_mask(sd_pipe, sd_call, sae):
     assert changed[:, :, :2].all() and not changed[:, :, 2:].any()
 
 
+def test_per_image_masks(sd_pipe, sd_call, sae):
+    hp = HookedDiffusionPipeline(sd_pipe)
+    _, ref = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    masks = torch.zeros(1, 16, 16)
+    masks[0, :8, :] = 1.0  # top half, for the one image (repeated over both CFG halves)
+    with DiffusionSteering(hp, sae, [1], "add", 5.0, hook_name=MID, mask=masks):
+        _, c = hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    changed = (c[MID, 667] - ref[MID, 667]).abs().sum(1) > 0  # (2, 4, 4)
+    assert changed[:, :2].all() and not changed[:, 2:].any()
+    two = torch.ones(3, 16, 16)
+    with DiffusionSteering(hp, sae, [1], "add", 5.0, hook_name=MID, mask=two):
+        with pytest.raises(ValueError, match="one .h, w. mask per generated image"):
+            hp.run_with_cache(**sd_call(), names_filter=MID, timesteps=[667])
+    with pytest.raises(ValueError, match=r"mask must be \(H, W\), or \(B, H, W\)"):
+        DiffusionSteering(hp, sae, [1], "add", 5.0, hook_name=MID, mask=torch.ones(1, 1, 4, 4))
+
+
 def test_resize_mask_for_tokens_and_maps():
     mask = torch.zeros(8, 8)
     mask[:4] = 1.0
@@ -87,6 +104,10 @@ def test_resize_mask_for_tokens_and_maps():
     assert torch.equal(resize_mask(mask, torch.zeros(1, 4, 5)), torch.tensor([1.0, 1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="grid"):
         resize_mask(torch.ones(2, 3), torch.zeros(1, 7, 5))
+    per_image = torch.stack([mask, 1 - mask])
+    assert torch.equal(resize_mask(per_image, torch.zeros(2, 4, 5)),
+                       torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]))
+    assert resize_mask(per_image, torch.zeros(4, 3, 2, 2)).shape == (4, 2, 2)
 
 
 class _Graph:
