@@ -1,0 +1,252 @@
+"""The part-whole world's experiment: per-token SAEs at three timesteps and their spatial concept graph.
+
+:func:`run_experiment` (a :class:`PartWorldConfig` in, a :class:`PartWorldResult` out):
+
+1. **Activations.**  Scenes from the world's sampling rule (a conditioning strength ``U[0.6, 1]``
+   per present concept) are forward-noised to three timesteps (default 901 / 501 / 101, noisiest =
+   coarsest level; one noise draw per image shared by the timesteps), and the tokens of a 16x16
+   cross-attention block (default :data:`HOOK`) are cached through the adapter's
+   :func:`~sae_causal_plugin.diffusion.noised_activations`: one row per token.
+2. **SAEs.**  One SAE per timestep, trained by SAELens's ``SAETrainer`` on a
+   :class:`~sae_causal_plugin.diffusion.DiffusionActivationSource` of the tokens, then saved and
+   reloaded as a stock SAELens inference SAE.  ``architecture="hierarchical"``: our
+   ``HierarchicalBatchTopKTrainingSAE``; ``"batchtopk"``: SAELens's ``BatchTopKTrainingSAE``
+   (the baseline, through the same code).
+3. **Graph.**  On held-out scenes, which latent fires on which token; the spatial timestep graph
+   (:func:`~sae_causal_plugin.graph.spatial.recover_spatial_timestep_graph`: token lift, spatial
+   containment, minimal parent sets; adjacent timesteps).  Each latent is named by the concept
+   whose true mask its active tokens overlap best (intersection over union, pooled over images;
+   named when the IoU reaches ``min_iou``), and the latent edges are collapsed onto concept
+   names and scored against the true part-whole DAG (edge F1).  ``heatmap_iou`` is the mean over
+   the 22 concepts of the best latent's IoU (0 for a concept no latent overlaps).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float
+from sae_lens import SAE, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, LoggingConfig
+from sae_lens.config import SAETrainerConfig
+from sae_lens.training.sae_trainer import SAETrainer
+from torch import Tensor
+
+from sae_causal_plugin._quiet import quiet_saelens
+from sae_causal_plugin._rng import keeps_global_rng
+from sae_causal_plugin.diffusion import DiffusionActivationSource, hook_denoiser, noised_activations
+from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.layered import parse_node
+from sae_causal_plugin.graph.spatial import recover_spatial_timestep_graph
+from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAE, HierarchicalBatchTopKTrainingSAEConfig
+from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, Layout, true_edges
+from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline, load_pretrained
+from sae_causal_plugin.worlds.part_world.scenes import concept_masks, sample_scenes, to_model
+from sae_causal_plugin.worlds.part_world.train import sample_strengths
+
+#: the default reading point: the 16x16 cross-attention block of the last up block (its residual update).
+HOOK = "up_blocks.1.attentions.0.hook_delta"
+TARGETS = {"edge_f1": 0.85, "heatmap_iou": 0.70}
+Log = Callable[[str], None] | None
+
+
+@dataclass
+class PartWorldConfig:
+    """Everything :func:`run_experiment` needs."""
+
+    seed: int = 0
+    """seed of the scenes, the noise and the SAEs"""
+    weights: str | None = None
+    """denoiser directory (default: the shipped weights)"""
+    hook: str = HOOK
+    """hook point the SAEs read (tokens of a 16x16 block)"""
+    timesteps: tuple[int, ...] = field(default=(901, 501, 101), metadata={"min_items": 2})
+    """denoising timesteps, one SAE each, noisiest first"""
+    architecture: Literal["hierarchical", "batchtopk"] = "hierarchical"
+    """our hierarchical BatchTopK SAE, or SAELens's BatchTopK (the baseline)"""
+    train_images: int = field(default=1024, metadata={"positive": True})
+    """training scenes (256 tokens each)"""
+    eval_images: int = field(default=512, metadata={"positive": True})
+    """held-out scenes for the graph and the naming"""
+    d_sae: int = field(default=32, metadata={"positive": True})
+    """SAE width per timestep"""
+    k: float = 2.0
+    """BatchTopK k (mean active latents per token)"""
+    sae_steps: int = field(default=1500, metadata={"positive": True})
+    """SAE training steps"""
+    sae_batch: int = field(default=512, metadata={"positive": True})
+    """SAE training batch (tokens)"""
+    sae_lr: float = 3e-3
+    """SAE learning rate (cosine-annealed to a tenth)"""
+    min_iou: float = 0.5
+    """a latent is named after a concept when its token IoU with the concept's mask reaches this"""
+    batch_images: int = field(default=128, metadata={"positive": True})
+    """scenes per activation batch"""
+    graph: dict[str, Any] = field(default_factory=dict)
+    """thresholds of recover_spatial_timestep_graph"""
+    sae_options: dict[str, Any] = field(default_factory=dict)
+    """more SAE config fields"""
+
+
+@dataclass
+class PartWorldResult:
+    config: PartWorldConfig
+    edge_f1: float
+    edge_precision: float
+    edge_recall: float
+    heatmap_iou: float
+    per_concept_iou: dict[str, float]
+    concepts_without_latent: list[str]
+    recovered_concept_edges: list[tuple[str, str]]
+    missing_edges: list[tuple[str, str]]
+    wrong_edges: list[tuple[str, str]]
+    sae: dict[int, dict[str, float]]
+    seconds: float
+    latent_graph: ConceptGraph = field(repr=False)
+    assignment: dict[str, tuple[str, float]] = field(repr=False)
+    saes: dict[int, Any] = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("latent_graph", "assignment", "saes", "config")}
+        out["sae"] = {str(t): v for t, v in self.sae.items()}
+        out["config"] = asdict(self.config)
+        out["n_latent_edges"] = len(self.latent_graph.edges)
+        out["assignment"] = {n: [c, round(v, 3)] for n, (c, v) in sorted(self.assignment.items())}
+        return out
+
+
+@torch.no_grad()
+def collect_tokens(pipe: PartWorldPipeline, images: Tensor, labels: Tensor, timesteps: tuple[int, ...], seed: int,
+                   hook: str, batch_images: int = 128) -> dict[int, Float[Tensor, "rows channels"]]:
+    """``{t: [n_images * 256, channels]}``: the hook's tokens for clean scenes noised to each ``t``."""
+    strengths = sample_strengths(labels, torch.Generator().manual_seed(seed))
+    batches = ({"latents": to_model(images[s : s + batch_images]),
+                "encoder_hidden_states": pipe.encode_labels(strengths[s : s + batch_images])}
+               for s in range(0, images.shape[0], batch_images))
+    chunks = noised_activations(hook_denoiser(pipe.unet), pipe.scheduler, batches, hook, list(timesteps), seed=seed)
+    parts: dict[int, list[Tensor]] = {t: [] for t in timesteps}
+    for chunk in chunks:
+        for t in timesteps:
+            parts[t].append(chunk[hook, t])
+    return {t: torch.cat(v) for t, v in parts.items()}
+
+
+def _epochs(data: Tensor, key: Any, chunk: int, gen: torch.Generator) -> Iterator[dict[Any, Tensor]]:
+    while True:
+        perm = torch.randperm(data.shape[0], generator=gen)
+        for s in range(0, data.shape[0], chunk):
+            yield {key: data[perm[s : s + chunk]]}
+
+
+@keeps_global_rng
+def train_token_sae(acts: Float[Tensor, "rows d_in"], cfg: PartWorldConfig, seed: int, timestep: int) -> Any:
+    """One SAE trained by ``SAETrainer`` on the tokens, returned as a SAELens inference SAE."""
+    torch.manual_seed(seed)
+    common = dict(d_in=int(acts.shape[1]), d_sae=cfg.d_sae, k=cfg.k, **cfg.sae_options)
+    if cfg.architecture == "hierarchical":
+        sae = HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(**common))
+    elif cfg.architecture == "batchtopk":
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
+    else:
+        raise ValueError(f"architecture must be 'hierarchical' or 'batchtopk', got {cfg.architecture!r}")
+    source = DiffusionActivationSource(_epochs(acts, (cfg.hook, timestep), 16 * cfg.sae_batch,
+                                               torch.Generator().manual_seed(seed)),
+                                       batch_size=cfg.sae_batch, mix_fraction=0.5)
+    source.check_sae(sae)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=cfg.sae_steps * cfg.sae_batch, train_batch_size_samples=cfg.sae_batch,
+        lr=cfg.sae_lr, lr_end=cfg.sae_lr / 10, lr_scheduler_name="cosineannealing", device="cpu",
+        logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=10,
+        dead_feature_window=200, feature_sampling_window=500)
+    SAETrainer(trainer_cfg, sae, source).fit()
+    with tempfile.TemporaryDirectory() as d:
+        sae.save_inference_model(d)
+        return SAE.load_from_disk(d).eval()
+
+
+@torch.no_grad()
+def token_firing(sae: Any, acts: Float[Tensor, "rows d"], n_images: int, rows: int = 65536
+                 ) -> Bool[Tensor, "n tokens d_sae"]:
+    fired = torch.cat([sae.encode(acts[s : s + rows]) > 0 for s in range(0, acts.shape[0], rows)])
+    return fired.view(n_images, -1, fired.shape[-1])
+
+
+def latent_concept_iou(fired: Bool[Tensor, "n tokens d"], masks: Bool[Tensor, "n tokens c"]) -> Float[Tensor, "d c"]:
+    """Token IoU of every latent's active tokens with every concept's mask, pooled over images."""
+    f = fired.flatten(0, 1).float()
+    m = masks.flatten(0, 1).float()
+    inter = (f.T @ m).double()
+    union = f.sum(0).double()[:, None] + m.sum(0).double()[None] - inter
+    return inter / union.clamp(min=1)
+
+
+def _edge_scores(recovered: set[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[float, float, float]:
+    tp = len(recovered & truth)
+    p = tp / len(recovered) if recovered else 0.0
+    r = tp / len(truth) if truth else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def token_masks(layout: Layout) -> Bool[Tensor, "n tokens c"]:
+    """The true concept masks as ``[n, 256, 22]`` tokens (row-major, as the hook's tokens)."""
+    return concept_masks(layout).flatten(2).transpose(1, 2)
+
+
+def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartWorldResult:
+    """Steps 1-3 of the module docstring."""
+    cfg = cfg or PartWorldConfig()
+    say = log or (lambda _: None)
+    start = time.perf_counter()
+    if not 0.0 <= cfg.min_iou <= 1.0:
+        raise ValueError(f"min_iou must lie in [0, 1], got {cfg.min_iou}")
+    pipe = load_pretrained(cfg.weights)
+    hook_denoiser(pipe.unet).check_hook_name(cfg.hook)
+    n_train, n_eval = cfg.train_images, cfg.eval_images
+    images, layout = sample_scenes(n_train + n_eval, seed=cfg.seed)
+    say(f"caching {cfg.hook} tokens of {n_train + n_eval} scenes at t = {list(cfg.timesteps)}")
+    acts = collect_tokens(pipe, images, layout.labels, cfg.timesteps, cfg.seed, cfg.hook, cfg.batch_images)
+    split = n_train * 256
+    saes: dict[int, Any] = {}
+    sae_stats: dict[int, dict[str, float]] = {}
+    fired: dict[int, Tensor] = {}
+    with quiet_saelens():
+        for i, t in enumerate(cfg.timesteps):
+            say(f"training the {cfg.architecture} SAE at t={t}")
+            saes[t] = train_token_sae(acts[t][:split], cfg, cfg.seed * 100 + i, t)
+            held = acts[t][split:]
+            with torch.no_grad():
+                recon = saes[t](held)
+            ev = 1 - float((held - recon).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
+            fired[t] = token_firing(saes[t], held, n_eval)
+            sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
+    masks = token_masks(layout[n_train:])
+    graph = recover_spatial_timestep_graph(fired, **cfg.graph)
+    assignment: dict[str, tuple[str, float]] = {}
+    best = torch.zeros(len(CONCEPTS), dtype=torch.float64)
+    for t in cfg.timesteps:
+        iou = latent_concept_iou(fired[t], masks)
+        best = torch.maximum(best, iou.max(0).values)
+        for j in range(iou.shape[0]):
+            c = int(iou[j].argmax())
+            if float(iou[j, c]) >= cfg.min_iou:
+                assignment[f"t{t}:{j}"] = (CONCEPTS[c], float(iou[j, c]))
+    recovered = {(assignment[a][0], assignment[b][0]) for a, b in graph.edges
+                 if a in assignment and b in assignment and assignment[a][0] != assignment[b][0]}
+    truth = true_edges()
+    p, r, f1 = _edge_scores(recovered, truth)
+    named = {c for c, _ in assignment.values()}
+    return PartWorldResult(
+        config=cfg, edge_f1=f1, edge_precision=p, edge_recall=r, heatmap_iou=float(best.mean()),
+        per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},
+        concepts_without_latent=[c for c in CONCEPTS if c not in named],
+        recovered_concept_edges=sorted(recovered), missing_edges=sorted(truth - recovered),
+        wrong_edges=sorted(recovered - truth), sae=sae_stats, seconds=round(time.perf_counter() - start, 1),
+        latent_graph=graph, assignment=assignment, saes=saes)
+
+
+__all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "latent_concept_iou",
+           "run_experiment", "token_firing", "token_masks", "train_token_sae"]
