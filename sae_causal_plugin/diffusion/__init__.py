@@ -8,6 +8,8 @@ streams for SAE training, and SAE concept steering.
 * :class:`DiffusionActivationSource`: ``[batch, d_in]`` batches for ``sae_lens.SAETrainer``
   (forward-noised latents or sampling trajectories; paired across timesteps), with disk shards.
 * :class:`DiffusionSteering`: error-preserving SAE concept edits during generation.
+* :func:`concept_steering` (:mod:`.timestep_steering`): one concept through per-timestep SAEs, each
+  on its own window of steps (:func:`timestep_windows`).
 """
 
 from sae_causal_plugin.diffusion.activations import (
@@ -34,8 +36,10 @@ from sae_causal_plugin.diffusion.pipeline import (
     StepWindow,
 )
 from sae_causal_plugin.diffusion.steering import DiffusionSteering, resize_mask
+from sae_causal_plugin.diffusion.timestep_steering import ConceptSteeringOptions, concept_steering, timestep_windows
 
 __all__ = [
+    "ConceptSteeringOptions",
     "DiffusionActivationSource",
     "DiffusionCache",
     "DiffusionSteering",
@@ -49,10 +53,12 @@ __all__ = [
     "ShardedActivationSource",
     "StepWindow",
     "check_timesteps",
+    "concept_steering",
     "hook_denoiser",
     "noised_activations",
     "resize_mask",
     "save_activation_shards",
+    "timestep_windows",
     "to_tokens",
     "trajectory_activations",
 ]

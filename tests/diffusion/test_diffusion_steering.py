@@ -196,3 +196,16 @@ def test_hooks_removed_when_body_raises(sd_pipe, sd_call, sae):
     with steer:  # reusable after an error
         sd_pipe(**sd_call())
     assert _no_hooks_left(steer.denoiser)
+
+
+def test_concept_steering_needs_a_hook_and_a_concept_with_latents(sd_pipe, sae):
+    from sae_causal_plugin.diffusion import concept_steering
+
+    with pytest.raises(ValueError, match="give hook="):
+        with concept_steering(sd_pipe, {500: sae}, {"x": {500: [1]}}, "x"):
+            pass
+    with pytest.raises(ValueError, match="'y' has no latents"):
+        with concept_steering(sd_pipe, {500: sae}, {"x": {500: [1]}}, "y", hook=MID):
+            pass
+    with concept_steering(sd_pipe, {500: sae}, {"x": {500: [1]}}, "x", hook=MID) as entered:
+        assert len(entered) == 1 and entered[0].hook_name == MID
