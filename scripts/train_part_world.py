@@ -7,7 +7,7 @@ with 20 DDIM steps and reads them back with the rule-based detectors.  Fixed see
 
 Usage::
 
-    python scripts/train_part_world.py [--steps 2200] [--seed 0] [--threads 2]
+    python scripts/train_part_world.py [--steps 2400] [--seed 0] [--threads 2]
         [--out sae_causal_plugin/worlds/assets] [--json]
 
 Writes ``part_world_denoiser.safetensors`` (EMA weights, float32), ``part_world_config.json``

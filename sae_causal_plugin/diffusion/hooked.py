@@ -2,8 +2,8 @@
 
 :class:`HookedUNet` and :class:`HookedDiT` wrap a diffusers denoiser *without copying or changing
 it*.  Every chosen submodule (UNet down / mid / up blocks and their ``resnets`` / ``attentions``,
-and the attentions' cross-attention layers ``...attentions.{j}.transformer_blocks.{k}.attn2``, where
-the conditioning tokens enter; every transformer block of a DiT) gets two TransformerLens
+and the attentions' cross-attention layers ``...attentions.{j}.transformer_blocks.{k}.attn2`` (and
+``attn1`` where it is one too), where the conditioning tokens enter; every transformer block of a DiT) gets two TransformerLens
 ``HookPoint``\\ s named by its module path (a cross-attention layer only ``hook_out``):
 
 * ``<path>.hook_out``: the submodule's main hidden-states output.  Tuple and dataclass outputs are
@@ -367,11 +367,13 @@ class HookedDenoiser(HookedRootModule):
 
 
 def cross_attention_sites(path: str, attention: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The cross-attention layers (``attn2``) of a ``Transformer2DModel``'s transformer blocks:
-    where the conditioning tokens enter, ``(B, N, C)`` tokens, ``hook_out`` only."""
+    """The cross-attention layers of a ``Transformer2DModel``'s transformer blocks (``attn2``, and
+    ``attn1`` too with ``only_cross_attention``): where the conditioning tokens enter, ``(B, N, C)``
+    tokens, ``hook_out`` only."""
     blocks = getattr(attention, "transformer_blocks", None) or []
-    return [(f"{path}.transformer_blocks.{k}.attn2", b.attn2) for k, b in enumerate(blocks)
-            if getattr(getattr(b, "attn2", None), "is_cross_attention", False)]
+    return [(f"{path}.transformer_blocks.{k}.{name}", getattr(b, name)) for k, b in enumerate(blocks)
+            for name in ("attn1", "attn2")
+            if getattr(getattr(b, name, None), "is_cross_attention", False)]
 
 
 def unet_sites(unet: nn.Module) -> list[tuple[str, nn.Module]]:

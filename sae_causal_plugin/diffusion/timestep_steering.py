@@ -127,7 +127,7 @@ def concept_steering(
     concept_latents: ConceptLatents,
     concept: str,
     mode: SteeringMode = "ablate",
-    value: float | Sequence[float] | Tensor | None = None,
+    value: float | Sequence[float] | Tensor | Mapping[int, Any] | None = None,
     options: ConceptSteeringOptions | None = None,
     **overrides: Any,
 ) -> Iterator[list[DiffusionSteering]]:
@@ -138,7 +138,8 @@ def concept_steering(
         saes: ``{timestep: SAE}`` trained on the options' ``hook``.
         concept_latents: ``{concept: {timestep: [latent, ...]}}``.
         concept: the concept to edit (``ValueError`` if it has no latents to edit).
-        mode, value: as in :class:`~sae_causal_plugin.diffusion.DiffusionSteering`.
+        mode, value: as in :class:`~sae_causal_plugin.diffusion.DiffusionSteering`; ``value`` may
+            also be ``{timestep: value}``, one per SAE (e.g. one per latent in sorted latent order).
         options: a :class:`ConceptSteeringOptions` (default: its defaults).
         **overrides: fields of ``options`` to replace, e.g. ``hook=``, ``include_descendants=True,
             concept_graph=...``, ``num_inference_steps=``, ``windows=``, ``strength=``.
@@ -165,7 +166,7 @@ def concept_steering(
         entered = []
         for t, (ids, graph) in plan.items():
             steering = DiffusionSteering(
-                target, saes[t], ids, mode, value, hook_name=opts.hook, strength=opts.strength,
+                target, saes[t], ids, mode, value[t] if isinstance(value, Mapping) else value, hook_name=opts.hook, strength=opts.strength,
                 include_descendants=graph is not None, graph=graph, window=wins[t], mask=opts.mask,
                 cfg=opts.cfg, num_inference_steps=opts.num_inference_steps,
             )

@@ -16,8 +16,9 @@ shared: ``window`` lies in a house's ``wall`` or a car's ``cabin``, and ``nest``
 **Geometry.**  A whole is an 8x8 box on the 16x16 canvas, its top-left corner drawn from
 :data:`ORIGINS` x :data:`ORIGINS`.  Each region is a fixed rectangle inside its whole's box
 (:data:`REGION_RECTS`, rows and columns relative to the box, half-open).  Each part is a 2x2 block
-placed at one of the 2x2 positions ("slots") of a sub-rectangle of its host region
-(:data:`PART_AREAS`), drawn uniformly, so parts move within their region from scene to scene.
+placed at one of the non-overlapping 2x2 positions ("slots", every second row and column) of a
+sub-rectangle of its host region (:data:`PART_AREAS`), drawn uniformly, so parts move with their
+whole and within their region from scene to scene.
 Sibling parts have disjoint areas.
 
 **Sampling** (:func:`sample_layout`): one whole per scene (uniform), each of its regions present
@@ -111,9 +112,11 @@ def descendants(concept: str) -> set[str]:
 
 
 def slots(part: str, host: str) -> list[tuple[int, int]]:
-    """Box-relative top-left corners the part's 2x2 block can take in ``host``."""
+    """Box-relative top-left corners the part's 2x2 block can take in ``host``: every second row and
+    column of its area, so two places never overlap (a denoiser unsure between overlapping places
+    draws a smeared part between them)."""
     r0, r1, c0, c1 = PART_AREAS[part][host]
-    return [(r, c) for r in range(r0, r1 - PART + 1) for c in range(c0, c1 - PART + 1)]
+    return [(r, c) for r in range(r0, r1 - PART + 1, PART) for c in range(c0, c1 - PART + 1, PART)]
 
 
 @dataclass

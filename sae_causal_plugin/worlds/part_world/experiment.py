@@ -19,6 +19,9 @@
    named when the IoU reaches ``min_iou``), and the latent edges are collapsed onto concept
    names and scored against the true part-whole DAG (edge F1).  ``heatmap_iou`` is the mean over
    the 22 concepts of the best latent's IoU (0 for a concept no latent overlaps).
+4. **Steering** (``steer=True``): part removal, part addition at a chosen place and whole-with-parts
+   removal through the latents named after each concept, each timestep's SAE on its own window
+   of the 20-step schedule (:mod:`sae_causal_plugin.worlds.part_world.steering_eval`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAE, Hierarchica
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, Layout, true_edges
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline, load_pretrained
 from sae_causal_plugin.worlds.part_world.scenes import concept_masks, sample_scenes, to_model
+from sae_causal_plugin.worlds.part_world.steering_eval import steering_eval
 from sae_causal_plugin.worlds.part_world.train import sample_strengths
 
 #: the default reading point: the 16x16 cross-attention block of the last up block (its residual update).
@@ -84,6 +88,14 @@ class PartWorldConfig:
     """SAE learning rate (cosine-annealed to a tenth)"""
     min_iou: float = 0.5
     """a latent is named after a concept when its token IoU with the concept's mask reaches this"""
+    steer: bool = field(default=True, metadata={"option": "--no-steer", "help": "skip the steering tests"})
+    """run the steering tests (step 4)"""
+    n_samples: int = field(default=24, metadata={"positive": True})
+    """generations per steering test and concept"""
+    add_scale: float = 1.0
+    """part addition: multiple of each latent's mean firing activation"""
+    num_inference_steps: int = field(default=20, metadata={"positive": True})
+    """DDIM steps of every steered generation"""
     batch_images: int = field(default=128, metadata={"positive": True})
     """scenes per activation batch"""
     graph: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +117,8 @@ class PartWorldResult:
     missing_edges: list[tuple[str, str]]
     wrong_edges: list[tuple[str, str]]
     sae: dict[int, dict[str, float]]
+    steering: dict[str, Any]
+    """what steering_eval returns (empty without steering)"""
     seconds: float
     latent_graph: ConceptGraph = field(repr=False)
     assignment: dict[str, tuple[str, float]] = field(repr=False)
@@ -116,6 +130,9 @@ class PartWorldResult:
         out["config"] = asdict(self.config)
         out["n_latent_edges"] = len(self.latent_graph.edges)
         out["assignment"] = {n: [c, round(v, 3)] for n, (c, v) in sorted(self.assignment.items())}
+        for key in ("part_removal_success", "off_target_preserved", "part_addition_success",
+                    "whole_removal_success", "n_samples", "outside_changed"):
+            out[key] = self.steering.get(key)
         return out
 
 
@@ -213,6 +230,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
     saes: dict[int, Any] = {}
     sae_stats: dict[int, dict[str, float]] = {}
     fired: dict[int, Tensor] = {}
+    values: dict[tuple[int, int], float] = {}
     with quiet_saelens():
         for i, t in enumerate(cfg.timesteps):
             say(f"training the {cfg.architecture} SAE at t={t}")
@@ -222,6 +240,10 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
                 recon = saes[t](held)
             ev = 1 - float((held - recon).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
             fired[t] = token_firing(saes[t], held, n_eval)
+            with torch.no_grad():
+                code = torch.cat([saes[t].encode(held[r : r + 65536]) for r in range(0, held.shape[0], 65536)])
+            mean = code.sum(0) / (code > 0).sum(0).clamp(min=1)
+            values.update({(t, j): float(v) for j, v in enumerate(mean.tolist())})
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
     masks = token_masks(layout[n_train:])
     graph = recover_spatial_timestep_graph(fired, **cfg.graph)
@@ -239,12 +261,30 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
     truth = true_edges()
     p, r, f1 = _edge_scores(recovered, truth)
     named = {c for c, _ in assignment.values()}
+    steering: dict[str, Any] = {}
+    if cfg.steer:
+        concept_graph = ConceptGraph()
+        for c in CONCEPTS:
+            concept_graph.add_concept(c)
+        for a, b in sorted(recovered):
+            try:
+                concept_graph.add_edge(a, b)
+            except ValueError:
+                pass  # would close a cycle
+        latents: dict[str, dict[int, list[int]]] = {}
+        for node, (concept, _) in sorted(assignment.items()):
+            t, j = parse_node(node)
+            latents.setdefault(concept, {}).setdefault(t, []).append(j)
+        say("steering: part removal, part addition, whole removal")
+        steering = steering_eval(pipe, saes, latents, values, concept_graph, hook=cfg.hook, n_samples=cfg.n_samples,
+                                 num_inference_steps=cfg.num_inference_steps, add_scale=cfg.add_scale,
+                                 seed=cfg.seed + 7)
     return PartWorldResult(
         config=cfg, edge_f1=f1, edge_precision=p, edge_recall=r, heatmap_iou=float(best.mean()),
         per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},
         concepts_without_latent=[c for c in CONCEPTS if c not in named],
         recovered_concept_edges=sorted(recovered), missing_edges=sorted(truth - recovered),
-        wrong_edges=sorted(recovered - truth), sae=sae_stats, seconds=round(time.perf_counter() - start, 1),
+        wrong_edges=sorted(recovered - truth), sae=sae_stats, steering=steering, seconds=round(time.perf_counter() - start, 1),
         latent_graph=graph, assignment=assignment, saes=saes)
 
 

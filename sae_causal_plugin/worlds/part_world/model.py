@@ -2,10 +2,13 @@
 
 * :class:`ConceptTokens`: strength vectors ``[B, 22]`` -> ``encoder_hidden_states``
   ``[B, 23, 32]``: one token per concept (its learned vector times its strength, zero when absent)
-  and one learned scene token that is always there.
+  and a scene token that is always there and sums up the scene (a learned bias plus the
+  strength-weighted sum of a second learned vector per concept).
 * :func:`build_denoiser`: the UNet of :data:`UNET_CONFIG`.  Cross-attention sits in the 16x16
   blocks (``down_blocks.0``, ``up_blocks.1``) and the 8x8 mid block, so every image token can
-  attend to the concept tokens: concepts enter where they are drawn.
+  attend to the concept tokens: concepts enter where they are drawn.  Both attention layers of
+  each transformer block attend to the tokens (``only_cross_attention``: no self-attention, which
+  the convolutions make up for at 16x16 and which costs a quarter of the training time).
 * :class:`PartWorldPipeline`: DDIM sampling of ``[B, 3, 16, 16]`` scenes in ``[0, 1]``; its
   ``unet`` / ``scheduler`` attributes make it a pipeline that
   :class:`~sae_causal_plugin.diffusion.HookedDiffusionPipeline` accepts.
@@ -41,6 +44,7 @@ UNET_CONFIG: dict[str, Any] = dict(
     cross_attention_dim=EMBED_DIM,
     attention_head_dim=8,
     norm_num_groups=8,
+    only_cross_attention=True,
 )
 SCHEDULER_CONFIG: dict[str, Any] = dict(
     num_train_timesteps=1000,
@@ -58,7 +62,8 @@ CONFIG_FILE = f"{ASSET_PREFIX}_config.json"
 
 
 class ConceptTokens(nn.Module):
-    """Strength vectors ``[B, 22]`` -> ``[B, 23, dim]``: per concept ``strength * vector``, then the scene token."""
+    """Strength vectors ``[B, 22]`` -> ``[B, 23, dim]``: per concept ``strength * vector``, then the scene
+    token ``scene + strengths @ summary``."""
 
     def __init__(self, dim: int = EMBED_DIM, seed: int | None = None):
         super().__init__()
@@ -66,13 +71,15 @@ class ConceptTokens(nn.Module):
         self.dim = dim
         self.vectors = nn.Parameter(torch.randn(N_CONCEPTS, dim, generator=g))
         self.scene = nn.Parameter(torch.randn(dim, generator=g))
+        self.summary = nn.Parameter(torch.randn(N_CONCEPTS, dim, generator=g))
 
     def forward(self, strengths: Float[Tensor, "b c"]) -> Float[Tensor, "b t d"]:
         s = strengths.to(self.vectors.device, self.vectors.dtype)
         if s.ndim != 2 or s.shape[1] != N_CONCEPTS:
             raise ValueError(f"strengths must be [B, {N_CONCEPTS}], got shape {tuple(strengths.shape)}")
         tokens = s[:, :, None] * self.vectors[None]
-        return torch.cat([tokens, self.scene.expand(s.shape[0], 1, self.dim)], 1)
+        scene = self.scene + s @ self.summary
+        return torch.cat([tokens, scene[:, None]], 1)
 
 
 def build_denoiser(seed: int | None = 0) -> nn.Module:

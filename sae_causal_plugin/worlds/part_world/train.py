@@ -39,7 +39,7 @@ STRENGTHS = (0.6, 1.0)
 class TrainConfig:
     """Hyper-parameters of :func:`train_denoiser`."""
 
-    steps: int = 2200
+    steps: int = 2400
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 100
