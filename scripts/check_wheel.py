@@ -70,6 +70,8 @@ TINY_RUNS = {
     "graph-memory": ["--n", "4000", "--d-sae", "512", "--k", "8", "--d-in", "64", "--batch-size", "1024"],
     "diffusion-world": ["--train-images", "256", "--eval-images", "256", "--sae-steps", "60", "--sae-batch", "64",
                         "--n-samples", "2", "--num-inference-steps", "4"],
+    "part-world": ["--train-images", "32", "--eval-images", "32", "--sae-steps", "30", "--sae-batch", "256",
+                   "--n-samples", "2", "--num-inference-steps", "4"],
     "language-world": ["--training-tokens", "4096", "--n-eval-documents", "16", "--no-layers", "--no-progress"],
     "cofiring-speed": ["--d-sae", "512", "--k", "8", "--d-in", "64", "--batch-size", "256", "--batches", "4",
                        "--repeats", "1"],

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "diffusion-overhead": "sae_causal_plugin.bench.diffusion_overhead",
     "graph-memory": "sae_causal_plugin.bench.graph_memory",
     "diffusion-world": "sae_causal_plugin.bench.diffusion_world",
+    "part-world": "sae_causal_plugin.bench.part_world",
     "language-world": "sae_causal_plugin.bench.language_world",
     "cofiring-speed": "sae_causal_plugin.bench.cofiring_speed",
 }

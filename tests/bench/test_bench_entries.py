@@ -15,7 +15,8 @@ from sae_causal_plugin.bench.__main__ import BENCHMARKS, main
 
 def test_every_entry_is_a_package_module():
     assert set(BENCHMARKS) == {"synthetic-hierarchy", "step-time", "multilevel", "diffusion-overhead",
-                               "graph-memory", "diffusion-world", "language-world", "cofiring-speed"}
+                               "graph-memory", "diffusion-world", "language-world", "cofiring-speed",
+                               "part-world"}
     for name, module in BENCHMARKS.items():
         assert module == "sae_causal_plugin.bench." + name.replace("-", "_")
         assert callable(importlib.import_module(module).main)
@@ -118,6 +119,22 @@ def test_diffusion_world_tiny_run_prints_its_json_and_restores_state(capsys):
     assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))
 
 
+def test_part_world_tiny_run_prints_its_json_and_restores_state(capsys):
+    from sae_causal_plugin.bench import part_world
+
+    before = _global_state()
+    result = part_world.main(["--train-images", "32", "--eval-images", "32", "--sae-steps", "30", "--sae-batch",
+                              "256", "--n-samples", "2", "--num-inference-steps", "4", "--min-iou", "0.1", "--json"])
+    _assert_same_state(before)
+    for key in ("edge_f1", "heatmap_iou", "part_removal_success", "off_target_preserved", "part_addition_success",
+                "whole_removal_success", "n_samples", "seconds"):
+        assert key in result, key
+    assert set(result["sae"]) == {"901", "501", "101"} and 0 <= result["heatmap_iou"] <= 1
+    assert result["n_samples"] > 0  # some concept got a latent and was steered
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))
+
+
 def test_cofiring_speed_tiny_run_prints_the_ratio_and_its_json(capsys):
     from sae_causal_plugin.bench import cofiring_speed
 
@@ -133,7 +150,7 @@ def test_cofiring_speed_tiny_run_prints_the_ratio_and_its_json(capsys):
 
 
 #: The benches that run on a chosen device; the two toy worlds are built for CPU only.
-ON_A_DEVICE = sorted(set(BENCHMARKS) - {"diffusion-world", "language-world"})
+ON_A_DEVICE = sorted(set(BENCHMARKS) - {"diffusion-world", "language-world", "part-world"})
 
 
 @pytest.mark.parametrize("name", ON_A_DEVICE)

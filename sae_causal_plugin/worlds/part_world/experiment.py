@@ -92,12 +92,16 @@ class PartWorldConfig:
     """run the steering tests (step 4)"""
     n_samples: int = field(default=24, metadata={"positive": True})
     """generations per steering test and concept"""
+    steer_windows: Literal["nearest", "all"] = "nearest"
+    """steps each timestep's SAE edits: those nearest its timestep, or all"""
     add_scale: float = 1.0
     """part addition: multiple of each latent's mean firing activation"""
     num_inference_steps: int = field(default=20, metadata={"positive": True})
     """DDIM steps of every steered generation"""
     batch_images: int = field(default=128, metadata={"positive": True})
     """scenes per activation batch"""
+    threads: int = 1
+    """torch CPU threads (the bench sets them; 0 leaves them)"""
     graph: dict[str, Any] = field(default_factory=dict)
     """thresholds of recover_spatial_timestep_graph"""
     sae_options: dict[str, Any] = field(default_factory=dict)
@@ -278,7 +282,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
         say("steering: part removal, part addition, whole removal")
         steering = steering_eval(pipe, saes, latents, values, concept_graph, hook=cfg.hook, n_samples=cfg.n_samples,
                                  num_inference_steps=cfg.num_inference_steps, add_scale=cfg.add_scale,
-                                 seed=cfg.seed + 7)
+                                 seed=cfg.seed + 7, windows=cfg.steer_windows)
     return PartWorldResult(
         config=cfg, edge_f1=f1, edge_precision=p, edge_recall=r, heatmap_iou=float(best.mean()),
         per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},

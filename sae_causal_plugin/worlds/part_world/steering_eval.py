@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool
 from torch import Tensor
 
-from sae_causal_plugin.diffusion import concept_steering
+from sae_causal_plugin.diffusion import StepWindow, concept_steering
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.worlds.part_world.concepts import (
     BOX, CONCEPT_INDEX, PART, PART_AREAS, PARENTS, WHOLES, descendants, sample_layout, slots,
@@ -89,11 +89,20 @@ def _place(base_masks: Tensor, part: str, host: str, gen: torch.Generator) -> Te
 
 def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: ConceptLatents,
                   values: Mapping[tuple[int, int], float], graph: ConceptGraph, *, hook: str, n_samples: int = 24,
-                  num_inference_steps: int = 20, add_scale: float = 1.0, seed: int = 0) -> dict[str, Any]:
-    """The three tests of the module docstring; ``values[(t, latent)]``: mean firing activation."""
+                  num_inference_steps: int = 20, add_scale: float = 1.0, seed: int = 0,
+                  windows: str = "nearest") -> dict[str, Any]:
+    """The three tests of the module docstring; ``values[(t, latent)]``: mean firing activation.
+
+    ``windows="nearest"``: each SAE edits the steps nearest its timestep; ``"all"``: every SAE
+    edits every step (a concept the conditioning keeps asking for is otherwise drawn again later).
+    """
+    if windows not in ("nearest", "all"):
+        raise ValueError(f"windows must be 'nearest' or 'all', got {windows!r}")
     gen = torch.Generator().manual_seed(seed)
     steps = num_inference_steps
-    common = dict(hook=hook, num_inference_steps=steps)
+    common: dict[str, Any] = dict(hook=hook, num_inference_steps=steps)
+    if windows == "all":
+        common["windows"] = {t: StepWindow() for t in saes}
     rows: dict[str, Any] = {"removal": {}, "addition": {}, "whole": {}}
     tally = dict(rem_ok=0, rem_n=0, kept=0, add_ok=0, add_n=0, whole_ok=0, whole_n=0, generated=0)
     outside: list[float] = []
