@@ -1,12 +1,36 @@
-"""What the toy worlds' denoiser trainings share: the learning-rate schedule, the EMA, the
-prediction target and the sample grid (each world's ``train.py`` draws its own scenes)."""
+"""What the toy worlds' denoisers share: the noise schedule, the learning-rate schedule, the EMA,
+the prediction target, the image-batch check and the sample grid (each world draws its own scenes)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+
+#: the noise schedule of both toy worlds, as ``DDIMScheduler(**SCHEDULER_CONFIG)``; with 10 or 20
+#: sampling steps the schedule contains the timesteps 901, 501 and 101.
+SCHEDULER_CONFIG: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    clip_sample=True,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="leading",
+    prediction_type="sample",
+)
+
+
+def image_batch(images: Tensor, channels: int = 3) -> Tensor:
+    """``[B, C, H, W]`` (or one ``[C, H, W]``) images as a detached float CPU batch; clear errors otherwise."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a tensor [B, {channels}, H, W] in [0, 1], got {type(images).__name__}")
+    x = images[None] if images.ndim == 3 else images
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"images must be [B, {channels}, H, W] or [{channels}, H, W], got shape {tuple(images.shape)}")
+    return x.detach().float().cpu()
 
 
 def lr_at(step: int, *, lr: float, steps: int, warmup_steps: int, final_lr_fraction: float) -> float:
@@ -56,4 +80,4 @@ def save_png(grid: Tensor, path: str, scale: int = 4) -> None:
     Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST).save(path)
 
 
-__all__ = ["ema_update", "lr_at", "prediction_target", "sample_grid", "save_png"]
+__all__ = ["SCHEDULER_CONFIG", "ema_update", "image_batch", "lr_at", "prediction_target", "sample_grid", "save_png"]

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sae_causal_plugin.worlds.denoiser_training import image_batch
+
 from sae_causal_plugin.worlds.diffusion_world.concepts import CONCEPTS, N_CONCEPTS
 from sae_causal_plugin.worlds.diffusion_world.scenes import CHANNELS, COLOURS, PALETTE_TENSOR
 
@@ -48,12 +50,7 @@ OBJECT_RULES: dict[str, tuple[tuple[str, int], ...]] = {
 
 
 def _as_batch(images: Tensor) -> Tensor:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a tensor [B, 3, H, W] in [0, 1], got {type(images).__name__}")
-    x = images[None] if images.ndim == 3 else images
-    if x.ndim != 4 or x.shape[1] != CHANNELS:
-        raise ValueError(f"images must be [B, 3, H, W] or [3, H, W], got shape {tuple(images.shape)}")
-    return x.detach().float().cpu()
+    return image_batch(images, CHANNELS)
 
 
 def classify_pixels(images: Tensor) -> Tensor:

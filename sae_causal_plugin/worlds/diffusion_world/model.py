@@ -25,6 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sae_causal_plugin.worlds.denoiser_training import SCHEDULER_CONFIG
+
 from sae_causal_plugin.worlds.diffusion_world.concepts import (
     N_CONCEPTS,
     LabelLike,
@@ -50,17 +52,6 @@ UNET_CONFIG: dict[str, Any] = dict(
     norm_num_groups=8,
 )
 
-#: the noise schedule, as ``DDIMScheduler(**SCHEDULER_CONFIG)``; with 10 or 20 sampling steps the
-#: schedule contains the benchmark's timesteps 901, 501 and 101.
-SCHEDULER_CONFIG: dict[str, Any] = dict(
-    num_train_timesteps=1000,
-    beta_schedule="squaredcos_cap_v2",
-    clip_sample=True,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    timestep_spacing="leading",
-    prediction_type="sample",
-)
 
 DEFAULT_STEPS = 20
 #: the hook the benchmark trains SAEs on and steers: the residual update of the mid block's

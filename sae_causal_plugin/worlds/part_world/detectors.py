@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from sae_causal_plugin.worlds.denoiser_training import image_batch
+
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPT_INDEX, CONCEPTS, descendants, level
 from sae_causal_plugin.worlds.part_world.scenes import CHANNELS, PALETTE_TENSOR
 
@@ -29,12 +31,7 @@ _THRESHOLDS = torch.tensor([MIN_PIXELS[level(c)] for c in CONCEPTS])
 
 
 def _as_batch(images: Tensor) -> Tensor:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a tensor [B, 3, H, W] in [0, 1], got {type(images).__name__}")
-    x = images[None] if images.ndim == 3 else images
-    if x.ndim != 4 or x.shape[1] != CHANNELS:
-        raise ValueError(f"images must be [B, 3, H, W] or [3, H, W], got shape {tuple(images.shape)}")
-    return x.detach().float().cpu()
+    return image_batch(images, CHANNELS)
 
 
 def classify_pixels(images: Tensor) -> Int[Tensor, "b h w"]:

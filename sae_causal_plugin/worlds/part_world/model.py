@@ -28,6 +28,8 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sae_causal_plugin.worlds.denoiser_training import SCHEDULER_CONFIG
+
 from sae_causal_plugin.worlds.part_world.concepts import N_CONCEPTS, SIZE
 from sae_causal_plugin.worlds.part_world.scenes import CHANNELS, from_model
 
@@ -45,15 +47,6 @@ UNET_CONFIG: dict[str, Any] = dict(
     attention_head_dim=8,
     norm_num_groups=8,
     only_cross_attention=True,
-)
-SCHEDULER_CONFIG: dict[str, Any] = dict(
-    num_train_timesteps=1000,
-    beta_schedule="squaredcos_cap_v2",
-    clip_sample=True,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    timestep_spacing="leading",
-    prediction_type="sample",
 )
 DEFAULT_STEPS = 20
 ASSET_PREFIX = "part_world"
