@@ -86,3 +86,16 @@ def test_the_denoiser_takes_one_token_per_concept_and_samples_scenes():
         pipe(torch.ones(2, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="latents must have shape"):
         pipe(labels, latents=torch.zeros(3, 3, 8, 8))
+
+
+def test_the_shipped_denoiser_loads_draws_and_stays_small():
+    from sae_causal_plugin.worlds.part_world.model import WEIGHTS_FILE, assets_dir, load_pretrained
+
+    assert (assets_dir() / WEIGHTS_FILE).stat().st_size <= 5 * 2**20
+    pipe = load_pretrained()
+    labels = sample_layout(8, torch.Generator().manual_seed(3)).labels
+    images = pipe(labels, generator=torch.Generator().manual_seed(0))
+    detected = detect_concepts(images)
+    assert detected[:, :4].equal(labels[:, :4])  # the wholes are always drawn as asked
+    with pytest.raises(FileNotFoundError, match="train_part_world.py"):
+        load_pretrained("/nonexistent/folder")
