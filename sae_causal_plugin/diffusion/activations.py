@@ -407,9 +407,20 @@ class ShardedActivationSource:
         return next(self._iter)
 
 
+def cached_epochs(data: Float[Tensor, "rows channels"], key: ChunkKey, chunk: int,
+                  generator: torch.Generator) -> Iterator[Chunk]:
+    """Chunks ``{key: rows}`` of cached activations, reshuffled every pass, without end: a producer
+    for :class:`DiffusionActivationSource` when the activations are already in memory."""
+    while True:
+        perm = torch.randperm(data.shape[0], generator=generator)
+        for s in range(0, data.shape[0], chunk):
+            yield {key: data[perm[s : s + chunk]]}
+
+
 __all__ = [
     "DiffusionActivationSource",
     "ShardedActivationSource",
+    "cached_epochs",
     "check_timesteps",
     "noised_activations",
     "save_activation_shards",

@@ -181,3 +181,14 @@ def test_conditional_latents_and_several_hooks(unet_cond, scheduler):
     assert all(v.shape == (16, 32) for v in batch.values())
     flat = DiffusionActivationSource.noised(hooked, scheduler, batches, names, [500], batch_size=16)
     assert next(flat).shape == (16, 32)
+
+
+def test_cached_epochs_reshuffle_every_pass_and_cover_every_row():
+    from sae_causal_plugin.diffusion.activations import cached_epochs
+
+    data = torch.arange(10.0)[:, None]
+    chunks = cached_epochs(data, ("h", 500), 4, torch.Generator().manual_seed(0))
+    first = torch.cat([next(chunks)["h", 500] for _ in range(3)])
+    second = torch.cat([next(chunks)["h", 500] for _ in range(3)])
+    assert sorted(first.flatten().tolist()) == sorted(second.flatten().tolist()) == list(range(10))
+    assert not torch.equal(first, second)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,6 +59,7 @@ from torch import Tensor
 
 from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.diffusion import DiffusionActivationSource, hook_denoiser, noised_activations
+from sae_causal_plugin.diffusion.activations import cached_epochs
 from sae_causal_plugin.graph import ConceptGraph, recover_timestep_graph
 from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAE, HierarchicalBatchTopKTrainingSAEConfig
@@ -229,13 +230,6 @@ def pool_images(acts: Float[Tensor, "rows channels"], n_images: int) -> Float[Te
 
 
 # --- 2. SAEs ---------------------------------------------------------------------------------------
-def _epochs(data: Tensor, key: Any, chunk: int, gen: torch.Generator) -> Iterator[dict[Any, Tensor]]:
-    while True:
-        perm = torch.randperm(data.shape[0], generator=gen)
-        for s in range(0, data.shape[0], chunk):
-            yield {key: data[perm[s : s + chunk]]}
-
-
 def true_mean_l0() -> float:
     """Expected number of concepts per scene under the world's sampling rule (2.125)."""
     return float((class_probabilities() * all_classes().sum(1).double()).sum())
@@ -254,7 +248,7 @@ def train_sae(acts: Float[Tensor, "rows d_in"], cfg: DiffusionWorldConfig, seed:
     )
     gen = torch.Generator().manual_seed(seed)
     source = DiffusionActivationSource(
-        _epochs(acts, (hook, timestep), 16 * cfg.sae_batch, gen), batch_size=cfg.sae_batch,
+        cached_epochs(acts, (hook, timestep), 16 * cfg.sae_batch, gen), batch_size=cfg.sae_batch,
         mix_fraction=0.5,
     )
     source.check_sae(sae)

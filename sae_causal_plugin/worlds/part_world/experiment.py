@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from torch import Tensor
 from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin._rng import keeps_global_rng
 from sae_causal_plugin.diffusion import DiffusionActivationSource, hook_denoiser, noised_activations
+from sae_causal_plugin.diffusion.activations import cached_epochs
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.graph.spatial import recover_spatial_timestep_graph
@@ -156,13 +157,6 @@ def collect_tokens(pipe: PartWorldPipeline, images: Tensor, labels: Tensor, time
     return {t: torch.cat(v) for t, v in parts.items()}
 
 
-def _epochs(data: Tensor, key: Any, chunk: int, gen: torch.Generator) -> Iterator[dict[Any, Tensor]]:
-    while True:
-        perm = torch.randperm(data.shape[0], generator=gen)
-        for s in range(0, data.shape[0], chunk):
-            yield {key: data[perm[s : s + chunk]]}
-
-
 @keeps_global_rng
 def train_token_sae(acts: Float[Tensor, "rows d_in"], cfg: PartWorldConfig, seed: int, timestep: int) -> Any:
     """One SAE trained by ``SAETrainer`` on the tokens, returned as a SAELens inference SAE."""
@@ -174,7 +168,7 @@ def train_token_sae(acts: Float[Tensor, "rows d_in"], cfg: PartWorldConfig, seed
         sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
     else:
         raise ValueError(f"architecture must be 'hierarchical' or 'batchtopk', got {cfg.architecture!r}")
-    source = DiffusionActivationSource(_epochs(acts, (cfg.hook, timestep), 16 * cfg.sae_batch,
+    source = DiffusionActivationSource(cached_epochs(acts, (cfg.hook, timestep), 16 * cfg.sae_batch,
                                                torch.Generator().manual_seed(seed)),
                                        batch_size=cfg.sae_batch, mix_fraction=0.5)
     source.check_sae(sae)
@@ -190,10 +184,16 @@ def train_token_sae(acts: Float[Tensor, "rows d_in"], cfg: PartWorldConfig, seed
 
 
 @torch.no_grad()
+def token_codes(sae: Any, acts: Float[Tensor, "rows d"], rows: int = 65536) -> Float[Tensor, "rows d_sae"]:
+    """The SAE's code of every token row, encoded ``rows`` at a time."""
+    return torch.cat([sae.encode(acts[s : s + rows]) for s in range(0, acts.shape[0], rows)])
+
+
 def token_firing(sae: Any, acts: Float[Tensor, "rows d"], n_images: int, rows: int = 65536
                  ) -> Bool[Tensor, "n tokens d_sae"]:
-    fired = torch.cat([sae.encode(acts[s : s + rows]) > 0 for s in range(0, acts.shape[0], rows)])
-    return fired.view(n_images, -1, fired.shape[-1])
+    """Which latent fires on which token, ``[n_images, tokens, d_sae]``."""
+    code = token_codes(sae, acts, rows)
+    return (code > 0).view(n_images, -1, code.shape[-1])
 
 
 def latent_concept_iou(fired: Bool[Tensor, "n tokens d"], masks: Bool[Tensor, "n tokens c"]) -> Float[Tensor, "d c"]:
@@ -243,9 +243,8 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
             with torch.no_grad():
                 recon = saes[t](held)
             ev = 1 - float((held - recon).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
-            fired[t] = token_firing(saes[t], held, n_eval)
-            with torch.no_grad():
-                code = torch.cat([saes[t].encode(held[r : r + 65536]) for r in range(0, held.shape[0], 65536)])
+            code = token_codes(saes[t], held)
+            fired[t] = (code > 0).view(n_eval, -1, code.shape[-1])
             mean = code.sum(0) / (code > 0).sum(0).clamp(min=1)
             values.update({(t, j): float(v) for j, v in enumerate(mean.tolist())})
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
@@ -293,4 +292,4 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
 
 
 __all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "latent_concept_iou",
-           "run_experiment", "token_firing", "token_masks", "train_token_sae"]
+           "run_experiment", "token_codes", "token_firing", "token_masks", "train_token_sae"]
