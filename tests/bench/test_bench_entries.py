@@ -130,6 +130,7 @@ def test_part_world_tiny_run_prints_its_json_and_restores_state(capsys):
                 "whole_removal_success", "n_samples", "seconds"):
         assert key in result, key
     assert set(result["sae"]) == {"901", "501", "101"} and 0 <= result["heatmap_iou"] <= 1
+    assert 0 <= result["probe_edge_f1"] <= 1 and set(result["probe"]) >= {"edge_f1", "heatmap_iou"}
     assert result["n_samples"] > 0  # some concept got a latent and was steered
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))

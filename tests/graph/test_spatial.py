@@ -91,3 +91,23 @@ def test_bad_input_names_what_to_change():
         recover_spatial_timestep_graph(levels, min_coverage=1.5)
     with pytest.raises(ValueError, match="min_support"):
         recover_spatial_timestep_graph(levels, min_support=0)
+
+
+def test_the_heatmap_picture_draws_every_node_on_an_edge_with_its_level(tmp_path):
+    from sae_causal_plugin.diffusion.token_graph import mean_heatmaps
+    from sae_causal_plugin.graph.heatmaps import draw_heatmap_graph
+
+    world = _world()
+    g = recover_spatial_timestep_graph(world)
+    maps = {}
+    for t, f in world.items():
+        m = mean_heatmaps(f, (SIDE, SIDE))
+        maps.update({f"t{t}:{j}": m[j] for j in range(m.shape[0])})
+    # a whole's mean map is its box, on average over its two offsets
+    assert maps["t900:0"][0, 0] == pytest.approx(0.5, abs=0.1) and maps["t900:0"][2, 2] == 1.0
+    drawn = draw_heatmap_graph(g, maps, tmp_path / "g.png", labels={"t900:0": "A"}, title="toy")
+    assert set(drawn) == {n for e in g.edges for n in e} and (tmp_path / "g.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="grid"):
+        mean_heatmaps(world[900], (4, 4))
+    with pytest.raises(ValueError, match=r"\[h, w\]"):
+        draw_heatmap_graph(g, {"t900:0": torch.zeros(3)}, tmp_path / "x.png")

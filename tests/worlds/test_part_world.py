@@ -99,3 +99,26 @@ def test_the_shipped_denoiser_loads_draws_and_stays_small():
     assert detected[:, :4].equal(labels[:, :4])  # the wholes are always drawn as asked
     with pytest.raises(FileNotFoundError, match="train_part_world.py"):
         load_pretrained("/nonexistent/folder")
+
+
+def test_the_probe_ceiling_recovers_the_true_graph_from_features_that_hold_the_masks():
+    from sae_causal_plugin.worlds.part_world.experiment import PartWorldConfig, probe_ceiling, token_masks
+
+    masks = token_masks(sample_layout(600, torch.Generator().manual_seed(3)))
+    g = torch.Generator().manual_seed(4)
+    mix = torch.randn(len(CONCEPTS), 16, generator=g)
+    feats = masks.flatten(0, 1).float() @ mix + 0.05 * torch.randn(masks.shape[0] * masks.shape[1], 16, generator=g)
+    ceiling = probe_ceiling({901: feats, 501: feats, 101: feats}, masks, 400, PartWorldConfig())
+    assert ceiling["heatmap_iou"] >= 0.9 and ceiling["edge_f1"] >= 0.9, ceiling
+    noise = torch.randn(feats.shape, generator=g)  # features without the masks: no graph
+    assert probe_ceiling({901: noise, 501: noise, 101: noise}, masks, 400, PartWorldConfig())["edge_f1"] < 0.5
+
+
+def test_probes_refuse_mismatched_rows_and_too_many_levels():
+    from sae_causal_plugin.worlds.part_world.probe import fit_probes, probe_firing
+
+    with pytest.raises(ValueError, match="train_masks"):
+        fit_probes(torch.zeros(10, 4), torch.zeros(9, 2, dtype=torch.bool), torch.zeros(3, 4))
+    masks = torch.zeros(4, 256, len(CONCEPTS), dtype=torch.bool)
+    with pytest.raises(ValueError, match="at most"):
+        probe_firing({t: torch.zeros(4 * 256, 8) for t in (901, 701, 501, 101)}, masks, 2)

@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,27 +33,24 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
-from sae_lens import SAE, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, LoggingConfig
-from sae_lens.config import SAETrainerConfig
-from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
 
 from sae_causal_plugin._quiet import quiet_saelens
-from sae_causal_plugin._rng import keeps_global_rng
-from sae_causal_plugin.diffusion import DiffusionActivationSource, hook_denoiser, noised_activations
-from sae_causal_plugin.diffusion.activations import cached_epochs
+from sae_causal_plugin.diffusion import hook_denoiser, noised_activations
+from sae_causal_plugin.diffusion.token_graph import TokenSAESpec, token_codes, token_firing, train_token_sae
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.graph.spatial import recover_spatial_timestep_graph
-from sae_causal_plugin.saes import HierarchicalBatchTopKTrainingSAE, HierarchicalBatchTopKTrainingSAEConfig
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, Layout, true_edges
+from sae_causal_plugin.worlds.part_world.probe import probe_firing
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline, load_pretrained
 from sae_causal_plugin.worlds.part_world.scenes import concept_masks, sample_scenes, to_model
 from sae_causal_plugin.worlds.part_world.steering_eval import steering_eval
 from sae_causal_plugin.worlds.part_world.train import sample_strengths
 
-#: the default reading point: the 16x16 cross-attention block of the last up block (its residual update).
-HOOK = "up_blocks.1.attentions.0.hook_delta"
+#: the default reading point: the output of the last 16x16 cross-attention block (the linear-probe ceiling,
+#: :mod:`.probe`, is edge F1 0.87 there against 0.76 at ``up_blocks.1.attentions.0.hook_delta``).
+HOOK = "up_blocks.1.attentions.1.hook_out"
 TARGETS = {"edge_f1": 0.85, "heatmap_iou": 0.70}
 Log = Callable[[str], None] | None
 
@@ -89,6 +85,8 @@ class PartWorldConfig:
     """SAE learning rate (cosine-annealed to a tenth)"""
     min_iou: float = 0.5
     """a latent is named after a concept when its token IoU with the concept's mask reaches this"""
+    probe: bool = field(default=True, metadata={"option": "--no-probe", "help": "skip the probe ceiling"})
+    """also score the graph with linear concept probes in place of the SAEs (the supervised ceiling)"""
     steer: bool = field(default=True, metadata={"option": "--no-steer", "help": "skip the steering tests"})
     """run the steering tests (step 4)"""
     n_samples: int = field(default=24, metadata={"positive": True})
@@ -122,6 +120,9 @@ class PartWorldResult:
     missing_edges: list[tuple[str, str]]
     wrong_edges: list[tuple[str, str]]
     sae: dict[int, dict[str, float]]
+    probe: dict[str, Any]
+    """the supervised ceiling (:mod:`.probe`): edge F1 / precision / recall and heat-map IoU of linear
+    concept probes through the same graph rules (empty without ``probe``)"""
     steering: dict[str, Any]
     """what steering_eval returns (empty without steering)"""
     seconds: float
@@ -133,6 +134,7 @@ class PartWorldResult:
         out = {k: v for k, v in asdict(self).items() if k not in ("latent_graph", "assignment", "saes", "config")}
         out["sae"] = {str(t): v for t, v in self.sae.items()}
         out["config"] = asdict(self.config)
+        out["probe_edge_f1"] = self.probe.get("edge_f1")
         out["n_latent_edges"] = len(self.latent_graph.edges)
         out["assignment"] = {n: [c, round(v, 3)] for n, (c, v) in sorted(self.assignment.items())}
         for key in ("part_removal_success", "off_target_preserved", "part_addition_success",
@@ -157,43 +159,10 @@ def collect_tokens(pipe: PartWorldPipeline, images: Tensor, labels: Tensor, time
     return {t: torch.cat(v) for t, v in parts.items()}
 
 
-@keeps_global_rng
-def train_token_sae(acts: Float[Tensor, "rows d_in"], cfg: PartWorldConfig, seed: int, timestep: int) -> Any:
-    """One SAE trained by ``SAETrainer`` on the tokens, returned as a SAELens inference SAE."""
-    torch.manual_seed(seed)
-    common = dict(d_in=int(acts.shape[1]), d_sae=cfg.d_sae, k=cfg.k, **cfg.sae_options)
-    if cfg.architecture == "hierarchical":
-        sae = HierarchicalBatchTopKTrainingSAE(HierarchicalBatchTopKTrainingSAEConfig(**common))
-    elif cfg.architecture == "batchtopk":
-        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
-    else:
-        raise ValueError(f"architecture must be 'hierarchical' or 'batchtopk', got {cfg.architecture!r}")
-    source = DiffusionActivationSource(cached_epochs(acts, (cfg.hook, timestep), 16 * cfg.sae_batch,
-                                               torch.Generator().manual_seed(seed)),
-                                       batch_size=cfg.sae_batch, mix_fraction=0.5)
-    source.check_sae(sae)
-    trainer_cfg = SAETrainerConfig(
-        total_training_samples=cfg.sae_steps * cfg.sae_batch, train_batch_size_samples=cfg.sae_batch,
-        lr=cfg.sae_lr, lr_end=cfg.sae_lr / 10, lr_scheduler_name="cosineannealing", device="cpu",
-        logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=10,
-        dead_feature_window=200, feature_sampling_window=500)
-    SAETrainer(trainer_cfg, sae, source).fit()
-    with tempfile.TemporaryDirectory() as d:
-        sae.save_inference_model(d)
-        return SAE.load_from_disk(d).eval()
-
-
-@torch.no_grad()
-def token_codes(sae: Any, acts: Float[Tensor, "rows d"], rows: int = 65536) -> Float[Tensor, "rows d_sae"]:
-    """The SAE's code of every token row, encoded ``rows`` at a time."""
-    return torch.cat([sae.encode(acts[s : s + rows]) for s in range(0, acts.shape[0], rows)])
-
-
-def token_firing(sae: Any, acts: Float[Tensor, "rows d"], n_images: int, rows: int = 65536
-                 ) -> Bool[Tensor, "n tokens d_sae"]:
-    """Which latent fires on which token, ``[n_images, tokens, d_sae]``."""
-    code = token_codes(sae, acts, rows)
-    return (code > 0).view(n_images, -1, code.shape[-1])
+def sae_spec(cfg: PartWorldConfig) -> TokenSAESpec:
+    """The config's SAE fields as the generic per-token SAE spec."""
+    return TokenSAESpec(architecture=cfg.architecture, d_sae=cfg.d_sae, k=cfg.k, steps=cfg.sae_steps,
+                        batch=cfg.sae_batch, lr=cfg.sae_lr, options=dict(cfg.sae_options))
 
 
 def latent_concept_iou(fired: Bool[Tensor, "n tokens d"], masks: Bool[Tensor, "n tokens c"]) -> Float[Tensor, "d c"]:
@@ -217,6 +186,22 @@ def token_masks(layout: Layout) -> Bool[Tensor, "n tokens c"]:
     return concept_masks(layout).flatten(2).transpose(1, 2)
 
 
+def probe_ceiling(acts: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"], n_train: int,
+                  cfg: PartWorldConfig) -> dict[str, Any]:
+    """Edge F1 and heat-map IoU with linear concept probes as the dictionary (:mod:`.probe`)."""
+    firing, names = probe_firing(acts, masks, n_train, seed=cfg.seed)
+    graph = recover_spatial_timestep_graph(firing, **cfg.graph)
+    recovered = {(names[a], names[b]) for a, b in graph.edges if names[a] != names[b]}
+    p, r, f1 = _edge_scores(recovered, true_edges())
+    held = masks[n_train:]
+    own = 0.0  # each probe against its own concept's mask
+    for t, f in firing.items():
+        cols = [CONCEPTS.index(names[f"t{t}:{j}"]) for j in range(f.shape[-1])]
+        own += float(latent_concept_iou(f, held)[:, cols].diagonal().sum())
+    return {"edge_f1": f1, "edge_precision": p, "edge_recall": r, "heatmap_iou": own / len(CONCEPTS),
+            "wrong_edges": sorted(recovered - true_edges()), "missing_edges": sorted(true_edges() - recovered)}
+
+
 def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartWorldResult:
     """Steps 1-3 of the module docstring."""
     cfg = cfg or PartWorldConfig()
@@ -231,6 +216,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
     say(f"caching {cfg.hook} tokens of {n_train + n_eval} scenes at t = {list(cfg.timesteps)}")
     acts = collect_tokens(pipe, images, layout.labels, cfg.timesteps, cfg.seed, cfg.hook, cfg.batch_images)
     split = n_train * 256
+    spec = sae_spec(cfg)
     saes: dict[int, Any] = {}
     sae_stats: dict[int, dict[str, float]] = {}
     fired: dict[int, Tensor] = {}
@@ -238,7 +224,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
     with quiet_saelens():
         for i, t in enumerate(cfg.timesteps):
             say(f"training the {cfg.architecture} SAE at t={t}")
-            saes[t] = train_token_sae(acts[t][:split], cfg, cfg.seed * 100 + i, t)
+            saes[t] = train_token_sae(acts[t][:split], (cfg.hook, t), spec, seed=cfg.seed * 100 + i)
             held = acts[t][split:]
             with torch.no_grad():
                 recon = saes[t](held)
@@ -264,6 +250,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
     truth = true_edges()
     p, r, f1 = _edge_scores(recovered, truth)
     named = {c for c, _ in assignment.values()}
+    ceiling = probe_ceiling(acts, token_masks(layout), n_train, cfg) if cfg.probe else {}
     steering: dict[str, Any] = {}
     if cfg.steer:
         concept_graph = ConceptGraph()
@@ -287,9 +274,9 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
         per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},
         concepts_without_latent=[c for c in CONCEPTS if c not in named],
         recovered_concept_edges=sorted(recovered), missing_edges=sorted(truth - recovered),
-        wrong_edges=sorted(recovered - truth), sae=sae_stats, steering=steering, seconds=round(time.perf_counter() - start, 1),
+        wrong_edges=sorted(recovered - truth), sae=sae_stats, probe=ceiling, steering=steering, seconds=round(time.perf_counter() - start, 1),
         latent_graph=graph, assignment=assignment, saes=saes)
 
 
 __all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "latent_concept_iou",
-           "run_experiment", "token_codes", "token_firing", "token_masks", "train_token_sae"]
+           "probe_ceiling", "run_experiment", "sae_spec", "token_codes", "token_firing", "token_masks", "train_token_sae"]
