@@ -17,6 +17,7 @@ from sae_causal_plugin.cli.errors import UserError
 WORLD_RUNS = {
     "language": ("sae_causal_plugin.worlds.language_world", "run_language_world"),
     "diffusion": ("sae_causal_plugin.worlds.diffusion_world", "run_diffusion_world"),
+    "part": ("sae_causal_plugin.worlds.part_world", "run_part_world"),
 }
 _SUBMODULES = ("", ".run", ".demo")
 
@@ -31,7 +32,8 @@ def add_parser(sub: Any) -> None:
             "train hierarchical SAEs through SAELens, recover the concept graph, score it against the "
             "true taxonomy, steer generation with a concept, and write a report folder with index.html, "
             "concept_graph.png, concept_graph.json and metrics.json. --world diffusion does the same on "
-            "the diffusion toy world once its demo exists."
+            "the diffusion toy world, --world part on the part-whole diffusion world (per-token SAEs, the "
+            "graph with each node's heat map, part / whole steering grids)."
         ),
     )
     p.add_argument("--out", default="report", metavar="DIR",

@@ -165,14 +165,16 @@ def render_index(
     command: str = "",
     latents: Sequence[Mapping[str, Any]] = (),
     heatmap: str = "",
+    figures: Sequence[Mapping[str, str]] = (),
 ) -> str:
     """The whole page as one string. ``examples``: dicts with title, note, before, after, is_image, table and
     succeeded (``False`` is flagged as a failure); ``latents``: the latent browser's rows
-    (:func:`~sae_causal_plugin.report.latents.browser_rows`); ``heatmap``: the heat map's file name, if drawn."""
+    (:func:`~sae_causal_plugin.report.latents.browser_rows`); ``heatmap``: the heat map's file name, if drawn;
+    ``figures``: more pictures under the graph, dicts with caption and path."""
     return _template().render(
         css=_CSS, world=world, description=description, command=command,
         metrics=metric_rows(metrics, targets), settings=setting_rows(metrics), breakdowns=breakdowns(metrics),
         learned_nodes=len(learned), learned_edges=len(learned.edges), true_nodes=len(true), true_edges=len(true.edges),
         edge_rows=edge_rows(learned, true), examples=list(examples), sae_dirs=dict(sae_dirs),
-        latents=list(latents), heatmap=heatmap,
+        latents=list(latents), heatmap=heatmap, figures=list(figures),
     )

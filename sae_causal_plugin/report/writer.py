@@ -58,6 +58,9 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
                             title=f"True concept graph ({run.world} world; coarse at top)")
         examples = [_stage_example(i, ex, stage, out_dir) for i, ex in enumerate(run.steering_examples)]
         latents = browser_rows(run.latents, stage, out_dir)
+        figures = [{"caption": caption, "path": copy_image(Path(path), stage, out_dir, Path("figures") / f"{i}",
+                                                           f"figure {caption!r}")}
+                   for i, (caption, path) in enumerate(run.figures)]
         if run.concept_firing:
             draw_heatmap(run.concept_firing, stage / HEATMAP)
         page = render_index(
@@ -72,6 +75,7 @@ def write_report(run: WorldRun, out_dir: str | Path, *, max_drawn_concepts: int 
             command=command,
             latents=latents,
             heatmap=HEATMAP if run.concept_firing else "",
+            figures=figures,
         )
         (stage / "index.html").write_text(page, encoding="utf-8")
     return out_dir / "index.html"
@@ -100,6 +104,9 @@ def _check_run(run: Any) -> None:
             raise ValueError(f"WorldRun.{name} must be a ConceptGraph, got {type(getattr(run, name)).__name__}")
     if not isinstance(run.metrics, Mapping):
         raise ValueError(f"WorldRun.metrics must be a dict, got {type(run.metrics).__name__}")
+    for i, fig in enumerate(run.figures):
+        if not (isinstance(fig, tuple) and len(fig) == 2 and isinstance(fig[0], str) and isinstance(fig[1], Path)):
+            raise ValueError(f"WorldRun.figures[{i}] must be a (caption, Path) pair, got {fig!r}")
     for i, ex in enumerate(run.steering_examples):
         if not isinstance(ex, SteeringExample):
             raise ValueError(f"WorldRun.steering_examples[{i}] must be a SteeringExample, got {type(ex).__name__}")

@@ -67,6 +67,8 @@ class WorldRun:
     """the latent browser's rows (empty: no browser)"""
     concept_firing: dict[str, dict[str, float]] = field(default_factory=dict)
     """``{concept: {latent name: firing F1}}``: the browser's concepts x latents heat map"""
+    figures: list[tuple[str, Path]] = field(default_factory=list)
+    """more pictures, ``(caption, PNG path)``, shown under the graph (e.g. the nodes' heat maps)"""
     scratch_dir: Path | None = None
     """a folder of intermediate images (steering grids, heat maps) that the report copies; whoever
     writes the report may remove it afterwards"""

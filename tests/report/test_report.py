@@ -99,6 +99,8 @@ def test_image_examples_are_copied_and_existing_files_kept(tiny_run, tmp_path):
     (lambda run: run.steering_examples.append(SteeringExample("x", Path("missing.png"), Path("m.png"))),
      "does not exist"),
     (lambda run: run.steering_examples.append(SteeringExample("x", "text", Path("m.png"))), "both"),
+    (lambda run: run.figures.append(("caption", "not-a-path.png")), "figures\\[0\\] must be a \\(caption, Path\\)"),
+    (lambda run: run.figures.append(("caption", Path("missing.png"))), "does not exist"),
 ])
 def test_bad_run_leaves_previous_report_untouched(tiny_run, tmp_path, break_run, message):
     out = tmp_path / "r"

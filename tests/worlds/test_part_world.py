@@ -122,3 +122,20 @@ def test_probes_refuse_mismatched_rows_and_too_many_levels():
     masks = torch.zeros(4, 256, len(CONCEPTS), dtype=torch.bool)
     with pytest.raises(ValueError, match="at most"):
         probe_firing({t: torch.zeros(4 * 256, 8) for t in (901, 701, 501, 101)}, masks, 2)
+
+
+def test_the_part_world_demo_draws_the_heatmap_graph_and_three_steering_grids(tmp_path):
+    from sae_causal_plugin.report import write_report
+    from sae_causal_plugin.worlds.part_world.run import run_part_world
+
+    run = run_part_world(0, out_dir=tmp_path, progress=False, train_images=32, eval_images=32, sae_steps=30,
+                         sae_batch=256, n_samples=2, num_inference_steps=4, min_iou=0.1, graph={"min_support": 2})
+    assert len(run.true_graph.edges) == 20 and 0 <= run.metrics["edge_f1"] <= 1
+    assert [e.title.split()[0:2] for e in run.steering_examples] == [["remove", "the"], ["add", "the"], ["remove", "the"]]
+    assert len(run.figures) == 1 and run.figures[0][1].read_bytes()[:4] == b"\x89PNG"
+    index = write_report(run, tmp_path / "report")
+    page = index.read_text()
+    assert 'src="figures/0.png"' in page and (tmp_path / "report" / "figures" / "0.png").is_file()
+    assert page.count("src='steering/") == 6
+    with pytest.raises(ValueError, match="unknown options"):
+        run_part_world(0, out_dir=tmp_path, progress=False, sae_stepz=3)

@@ -37,11 +37,13 @@ from torch import Tensor
 
 from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.diffusion import hook_denoiser, noised_activations
-from sae_causal_plugin.diffusion.token_graph import TokenSAESpec, token_codes, token_firing, train_token_sae
+from sae_causal_plugin.diffusion.token_graph import (
+    TokenSAESpec, mean_heatmaps, token_codes, token_firing, train_token_sae,
+)
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.graph.spatial import recover_spatial_timestep_graph
-from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, Layout, true_edges
+from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, SIZE, Layout, true_edges
 from sae_causal_plugin.worlds.part_world.probe import probe_firing
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline, load_pretrained
 from sae_causal_plugin.worlds.part_world.scenes import concept_masks, sample_scenes, to_model
@@ -129,9 +131,11 @@ class PartWorldResult:
     latent_graph: ConceptGraph = field(repr=False)
     assignment: dict[str, tuple[str, float]] = field(repr=False)
     saes: dict[int, Any] = field(repr=False)
+    heatmaps: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    """every graph node's mean heat map ``[16, 16]`` over the held-out scenes it fires in"""
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("latent_graph", "assignment", "saes", "config")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("latent_graph", "assignment", "saes", "config", "heatmaps")}
         out["sae"] = {str(t): v for t, v in self.sae.items()}
         out["config"] = asdict(self.config)
         out["probe_edge_f1"] = self.probe.get("edge_f1")
@@ -202,8 +206,9 @@ def probe_ceiling(acts: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"], n_
             "wrong_edges": sorted(recovered - true_edges()), "missing_edges": sorted(true_edges() - recovered)}
 
 
-def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartWorldResult:
-    """Steps 1-3 of the module docstring."""
+def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
+                   examples: list[dict[str, Any]] | None = None) -> PartWorldResult:
+    """Steps 1-4 of the module docstring; ``examples`` collects steering pictures (``steering_eval``)."""
     cfg = cfg or PartWorldConfig()
     say = log or (lambda _: None)
     start = time.perf_counter()
@@ -236,6 +241,10 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
     masks = token_masks(layout[n_train:])
     graph = recover_spatial_timestep_graph(fired, **cfg.graph)
+    heatmaps = {}
+    for t, f in fired.items():
+        maps = mean_heatmaps(f, (SIZE, SIZE))
+        heatmaps.update({f"t{t}:{j}": maps[j] for j in range(maps.shape[0]) if f"t{t}:{j}" in graph})
     assignment: dict[str, tuple[str, float]] = {}
     best = torch.zeros(len(CONCEPTS), dtype=torch.float64)
     for t in cfg.timesteps:
@@ -268,14 +277,14 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None) -> PartW
         say("steering: part removal, part addition, whole removal")
         steering = steering_eval(pipe, saes, latents, values, concept_graph, hook=cfg.hook, n_samples=cfg.n_samples,
                                  num_inference_steps=cfg.num_inference_steps, add_scale=cfg.add_scale,
-                                 seed=cfg.seed + 7, windows=cfg.steer_windows)
+                                 seed=cfg.seed + 7, windows=cfg.steer_windows, examples=examples)
     return PartWorldResult(
         config=cfg, edge_f1=f1, edge_precision=p, edge_recall=r, heatmap_iou=float(best.mean()),
         per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},
         concepts_without_latent=[c for c in CONCEPTS if c not in named],
         recovered_concept_edges=sorted(recovered), missing_edges=sorted(truth - recovered),
         wrong_edges=sorted(recovered - truth), sae=sae_stats, probe=ceiling, steering=steering, seconds=round(time.perf_counter() - start, 1),
-        latent_graph=graph, assignment=assignment, saes=saes)
+        latent_graph=graph, assignment=assignment, saes=saes, heatmaps=heatmaps)
 
 
 __all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "latent_concept_iou",

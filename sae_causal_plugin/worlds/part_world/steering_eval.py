@@ -90,8 +90,13 @@ def _place(base_masks: Tensor, part: str, host: str, gen: torch.Generator) -> Te
 def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: ConceptLatents,
                   values: Mapping[tuple[int, int], float], graph: ConceptGraph, *, hook: str, n_samples: int = 24,
                   num_inference_steps: int = 20, add_scale: float = 1.0, seed: int = 0,
-                  windows: str = "nearest") -> dict[str, Any]:
+                  windows: str = "nearest", examples: list[dict[str, Any]] | None = None, n_show: int = 8
+                  ) -> dict[str, Any]:
     """The three tests of the module docstring; ``values[(t, latent)]``: mean firing activation.
+
+    ``examples``, when given, receives per test kind (``removal`` / ``addition`` / ``whole``) the
+    first concept that has latents: ``{"kind", "concept", "before", "after", "succeeded"}`` with the
+    first ``n_show`` unsteered and steered images and whether each edit did what it should.
 
     ``windows="nearest"``: each SAE edits the steps nearest its timestep; ``"all"``: every SAE
     edits every step (a concept the conditioning keeps asking for is otherwise drawn again later).
@@ -104,6 +109,12 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
     if windows == "all":
         common["windows"] = {t: StepWindow() for t in saes}
     rows: dict[str, Any] = {"removal": {}, "addition": {}, "whole": {}}
+
+    def keep(kind: str, concept: str, before: Tensor, after: Tensor, ok: Tensor) -> None:
+        if examples is not None and not any(e["kind"] == kind for e in examples):
+            examples.append({"kind": kind, "concept": concept, "before": before[:n_show], "after": after[:n_show],
+                             "succeeded": ok[:n_show].tolist()})
+
     tally = dict(rem_ok=0, rem_n=0, kept=0, add_ok=0, add_n=0, whole_ok=0, whole_n=0, generated=0)
     outside: list[float] = []
     for part in PART_AREAS:
@@ -124,6 +135,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
         others = torch.ones(det_b.shape[1], dtype=torch.bool)
         others[CONCEPT_INDEX[part]] = False
         same = (det_s[:, others] == det_b[:, others]).all(1)
+        keep("removal", part, base, steered, gone)
         tally["rem_ok"] += int(gone.sum())
         tally["kept"] += int((valid & same).sum())
         near = _dilate(detected_masks(base)[:, CONCEPT_INDEX[part]])
@@ -151,6 +163,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
             tally["generated"] += 2 * n_samples
             drawn = detected_masks(steered)[:, CONCEPT_INDEX[part]]
             hit = valid & ((drawn & (places > 0)).flatten(1).sum(1) >= 2)
+            keep("addition", f"{part}@{host}", base, steered, hit)
             tally["add_ok"] += int(hit.sum())
             rows["addition"][f"{part}@{host}"] = {"success": float(hit.sum()) / max(int(valid.sum()), 1),
                                                   "valid": int(valid.sum())}
@@ -169,6 +182,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
         tally["generated"] += 2 * n_samples
         family = [CONCEPT_INDEX[c] for c in {whole} | descendants(whole)]
         gone = valid & ~detect_concepts(steered)[:, family].any(1)
+        keep("whole", whole, base, steered, gone)
         tally["whole_ok"] += int(gone.sum())
         rows["whole"][whole] = {"success": float(gone.sum()) / max(int(valid.sum()), 1), "valid": int(valid.sum())}
     return {
