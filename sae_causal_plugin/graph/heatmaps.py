@@ -1,7 +1,7 @@
 """The picture of a spatial concept graph: every node's mean heat map, one row per level.
 
 Rows run coarse (top) to fine, as the layered pictures of :mod:`._draw`; each cell shows a node's
-heat map (its mean firing over the images it fires in, in ``[0, 1]``) titled with its label and,
+heat map (its mean firing over the images it fires in, in ``[0, 1]``, each scaled to its own maximum) titled with its label and,
 underneath, the labels of its parents, so the fine -> coarse edges read off the picture.  A PNG by
 matplotlib's Agg canvas (no pyplot state).
 """
@@ -53,7 +53,8 @@ def draw_heatmap_graph(graph: ConceptGraph, heatmaps: Mapping[NodeId, Float[Tens
     for r, lvl in enumerate(order):
         for c, node in enumerate(rows[lvl]):
             ax = fig.add_subplot(len(order), cols, r * cols + c + 1)
-            ax.imshow(heatmaps[node].detach().float().cpu().numpy(), vmin=0.0, vmax=1.0, cmap="magma")
+            m = heatmaps[node].detach().float().cpu()
+            ax.imshow(m.numpy(), vmin=0.0, vmax=max(float(m.max()), 1e-6), cmap="magma")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(label(node), fontsize=7)
