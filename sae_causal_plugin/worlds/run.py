@@ -7,7 +7,8 @@ A world's ``run_*`` function (train SAEs, recover the concept graph, steer) retu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,13 @@ class WorldRun:
     scratch_dir: Path | None = None
     """a folder of intermediate images (steering grids, heat maps) that the report copies; whoever
     writes the report may remove it afterwards"""
+
+
+def check_world_options(config_cls: type, options: Mapping[str, Any], n_show: int) -> None:
+    """``ValueError`` for options that are not fields of ``config_cls`` or a non-positive ``n_show``."""
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; pass fields of {config_cls.__name__}: {sorted(known)}")
+    if not isinstance(n_show, int) or n_show < 1:
+        raise ValueError(f"n_show must be a positive int, got {n_show!r}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from sae_causal_plugin.worlds.diffusion_world.experiment import (
 )
 from sae_causal_plugin.worlds.diffusion_world.scenes import render, sample_scenes
 from sae_causal_plugin.worlds.diffusion_world.steering import concept_steering
-from sae_causal_plugin.worlds.run import LatentEntry, SteeringExample, WorldRun
+from sae_causal_plugin.worlds.run import LatentEntry, SteeringExample, WorldRun, check_world_options
 
 #: demo settings that differ from the experiment's :class:`~.experiment.DiffusionWorldConfig`.
 DEFAULTS: dict[str, Any] = dict(n_samples=16)
@@ -85,12 +84,7 @@ def run_diffusion_world(
     ``out_dir`` (in the system's temporary folder when ``out_dir`` is ``None``), returned as
     ``WorldRun.scratch_dir``.  With ``progress`` the experiment's progress lines go to stderr.
     """
-    known = {f.name for f in fields(DiffusionWorldConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown options {unknown}; pass fields of DiffusionWorldConfig: {sorted(known)}")
-    if not isinstance(n_show, int) or n_show < 1:
-        raise ValueError(f"n_show must be a positive int, got {n_show!r}")
+    check_world_options(DiffusionWorldConfig, options, n_show)
     cfg = DiffusionWorldConfig(**{**DEFAULTS, **options, "seed": seed})
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

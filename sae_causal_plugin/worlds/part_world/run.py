@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from sae_causal_plugin.graph.layered import name_matched_latents
 from sae_causal_plugin.worlds.denoiser_training import sample_grid, save_png
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, level, true_edges
 from sae_causal_plugin.worlds.part_world.experiment import PartWorldConfig, run_experiment
-from sae_causal_plugin.worlds.run import SteeringExample, WorldRun
+from sae_causal_plugin.worlds.run import SteeringExample, WorldRun, check_world_options
 
 HEADLINE = ("edge_f1", "edge_precision", "edge_recall", "heatmap_iou", "probe_edge_f1", "part_removal_success",
             "off_target_preserved", "part_addition_success", "whole_removal_success", "n_samples", "seconds")
@@ -46,12 +45,7 @@ def _stderr(line: str) -> None:
 def run_part_world(seed: int = 0, *, out_dir: Path | None = None, progress: bool = True, n_show: int = 8,
                    **options: Any) -> WorldRun:
     """Experiment, heat-map graph picture and three steering grids; ``options``: fields of ``PartWorldConfig``."""
-    known = {f.name for f in fields(PartWorldConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown options {unknown}; pass fields of PartWorldConfig: {sorted(known)}")
-    if not isinstance(n_show, int) or n_show < 1:
-        raise ValueError(f"n_show must be a positive int, got {n_show!r}")
+    check_world_options(PartWorldConfig, options, n_show)
     cfg = PartWorldConfig(**{**options, "seed": seed})
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
