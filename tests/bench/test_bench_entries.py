@@ -123,7 +123,8 @@ def test_part_world_tiny_run_prints_its_json_and_restores_state(capsys):
     from sae_causal_plugin.bench import part_world
 
     before = _global_state()
-    result = part_world.main(["--train-images", "32", "--eval-images", "32", "--sae-steps", "30", "--sae-batch",
+    result = part_world.main(["--train-images", "32", "--eval-images", "32", "--sae-steps", "30", "--probe-steps", "30",
+                              "--sae-batch",
                               "256", "--n-samples", "2", "--num-inference-steps", "4", "--min-iou", "0.1", "--json"])
     _assert_same_state(before)
     for key in ("edge_f1", "heatmap_iou", "part_removal_success", "off_target_preserved", "part_addition_success",

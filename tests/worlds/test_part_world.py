@@ -111,7 +111,7 @@ def test_the_probe_ceiling_recovers_the_true_graph_from_features_that_hold_the_m
     ceiling = probe_ceiling({901: feats, 501: feats, 101: feats}, masks, 400, PartWorldConfig())
     assert ceiling["heatmap_iou"] >= 0.9 and ceiling["edge_f1"] >= 0.9, ceiling
     noise = torch.randn(feats.shape, generator=g)  # features without the masks: no graph
-    assert probe_ceiling({901: noise, 501: noise, 101: noise}, masks, 400, PartWorldConfig())["edge_f1"] < 0.5
+    assert probe_ceiling({901: noise, 501: noise, 101: noise}, masks, 400, PartWorldConfig(probe_steps=100))["edge_f1"] < 0.5
 
 
 def test_probes_refuse_mismatched_rows_and_too_many_levels():
@@ -129,6 +129,7 @@ def test_the_part_world_demo_draws_the_heatmap_graph_and_three_steering_grids(tm
     from sae_causal_plugin.worlds.part_world.run import run_part_world
 
     run = run_part_world(0, out_dir=tmp_path, progress=False, train_images=32, eval_images=32, sae_steps=30,
+                         probe_steps=30,
                          sae_batch=256, n_samples=2, num_inference_steps=4, min_iou=0.1, graph={"min_support": 2})
     assert len(run.true_graph.edges) == 20 and 0 <= run.metrics["edge_f1"] <= 1
     assert [e.title.split()[0:2] for e in run.steering_examples] == [["remove", "the"], ["add", "the"], ["remove", "the"]]

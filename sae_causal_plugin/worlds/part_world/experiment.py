@@ -89,6 +89,8 @@ class PartWorldConfig:
     """a latent is named after a concept when its token IoU with the concept's mask reaches this"""
     probe: bool = field(default=True, metadata={"option": "--no-probe", "help": "skip the probe ceiling"})
     """also score the graph with linear concept probes in place of the SAEs (the supervised ceiling)"""
+    probe_steps: int = field(default=600, metadata={"positive": True})
+    """Adam steps of each level's probe fit"""
     steer: bool = field(default=True, metadata={"option": "--no-steer", "help": "skip the steering tests"})
     """run the steering tests (step 4)"""
     n_samples: int = field(default=24, metadata={"positive": True})
@@ -193,7 +195,7 @@ def token_masks(layout: Layout) -> Bool[Tensor, "n tokens c"]:
 def probe_ceiling(acts: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"], n_train: int,
                   cfg: PartWorldConfig) -> dict[str, Any]:
     """Edge F1 and heat-map IoU with linear concept probes as the dictionary (:mod:`.probe`)."""
-    firing, names = probe_firing(acts, masks, n_train, seed=cfg.seed)
+    firing, names = probe_firing(acts, masks, n_train, seed=cfg.seed, steps=cfg.probe_steps)
     graph = recover_spatial_timestep_graph(firing, **cfg.graph)
     recovered = {(names[a], names[b]) for a, b in graph.edges if names[a] != names[b]}
     p, r, f1 = _edge_scores(recovered, true_edges())

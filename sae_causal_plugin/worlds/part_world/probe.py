@@ -25,8 +25,10 @@ PROBE_BATCH = 16384
 
 @keeps_global_rng
 def fit_probes(train: Float[Tensor, "rows d"], train_masks: Bool[Tensor, "rows c"], held: Float[Tensor, "m d"],
-               seed: int = 0) -> Bool[Tensor, "m c"]:
+               seed: int = 0, steps: int = PROBE_STEPS) -> Bool[Tensor, "m c"]:
     """Fit one linear probe per mask column on ``train``; which held-out rows each probe calls positive."""
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
     if train.shape[0] != train_masks.shape[0]:
         raise ValueError(f"train has {train.shape[0]} rows but train_masks {train_masks.shape[0]}")
     if train.shape[1] != held.shape[1]:
@@ -38,7 +40,7 @@ def fit_probes(train: Float[Tensor, "rows d"], train_masks: Bool[Tensor, "rows c
     pos_weight = ((1 - rate) / rate.clamp(min=1e-4)).clamp(max=100).sqrt()
     lin = torch.nn.Linear(x.shape[1], m.shape[1])
     opt = torch.optim.Adam(lin.parameters(), lr=1e-2)
-    for _ in range(PROBE_STEPS):
+    for _ in range(steps):
         idx = torch.randint(0, x.shape[0], (min(PROBE_BATCH, x.shape[0]),))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(x[idx]), m[idx], pos_weight=pos_weight)
         opt.zero_grad()
@@ -49,7 +51,7 @@ def fit_probes(train: Float[Tensor, "rows d"], train_masks: Bool[Tensor, "rows c
 
 
 def probe_firing(acts: dict[int, Float[Tensor, "rows d"]], masks: Bool[Tensor, "n tokens c"], n_train: int,
-                 seed: int = 0) -> tuple[dict[int, Bool[Tensor, "m tokens k"]], dict[str, str]]:
+                 seed: int = 0, steps: int = PROBE_STEPS) -> tuple[dict[int, Bool[Tensor, "m tokens k"]], dict[str, str]]:
     """Per timestep (noisiest first = level 0), the held-out firing of the probes of that level's concepts.
 
     ``acts[t]`` holds ``n_images * tokens`` rows, the first ``n_train`` images for fitting; returns
@@ -65,7 +67,8 @@ def probe_firing(acts: dict[int, Float[Tensor, "rows d"]], masks: Bool[Tensor, "
     names: dict[str, str] = {}
     for lvl, t in enumerate(timesteps):
         cols = [CONCEPT_INDEX[c] for c in LEVELS[lvl]]
-        fired = fit_probes(acts[t][:split].float(), flat[:split, cols], acts[t][split:].float(), seed=seed + lvl)
+        fired = fit_probes(acts[t][:split].float(), flat[:split, cols], acts[t][split:].float(), seed=seed + lvl,
+                           steps=steps)
         firing[t] = fired.view(n - n_train, tokens, len(cols))
         names.update({f"t{t}:{j}": c for j, c in enumerate(LEVELS[lvl])})
     return firing, names
