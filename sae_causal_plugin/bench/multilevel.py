@@ -24,7 +24,8 @@ Worlds (``--preset``, :data:`PRESETS`): three levels, multi-parent DAGs (any two
 level share at most one component), observation noise 0.1 and leakage 0.1 between adjacent
 levels, ``d_l = 2 n_l``. ``a`` (default): ``[8, 16, 24]``, OR of three components; ``b``:
 ``[8, 12, 16]``, AND of two at the middle level, OR of two on top; ``c``: ``[6, 12, 20]``,
-thresholded weighted sums of three. Training: 1M samples per SAE in batches of 512, the TopK
+thresholded weighted sums of three. ``hard-leak`` / ``hard-noise`` / ``hard-merge``: ``a`` with
+leakage 0.6 / noise 1.6 / two pairs of coarsest concepts made to co-occur (``merged_pairs``). Training: 1M samples per SAE in batches of 512, the TopK
 budget annealed from twice the final k over the first half (both methods). One seed trains four
 multi-level runs (two methods x two training seeds).
 
@@ -59,6 +60,7 @@ def default_sizes(levels: int) -> list[int]:
 #: ``b``: AND of two components at the middle level, OR on top, frequent finest concepts.
 #: ``c``: thresholded weighted sums (about two of three components) at both coarse levels.
 #: ``hard-leak`` / ``hard-noise``: ``a`` with leakage 0.6 / noise 1.6, where independent SAEs break.
+#: ``hard-merge``: ``a`` with two pairs of coarsest concepts that almost always co-occur, parts differing.
 PRESETS: dict[str, dict[str, Any]] = {
     "a": dict(concepts_per_level=[8, 16, 24], parents=3, composition="or", max_prob=0.08, min_prob=0.02,
               noise=0.1, leakage=0.1),
@@ -70,6 +72,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Preset ``a`` where independent SAEs lose the graph (the measured sweep): leakage 0.6, noise 1.6.
 PRESETS["hard-leak"] = {**PRESETS["a"], "leakage": 0.6}
 PRESETS["hard-noise"] = {**PRESETS["a"], "noise": 1.6}
+# Preset ``a`` where two pairs of coarsest concepts almost always co-occur (their parts differ).
+PRESETS["hard-merge"] = {**PRESETS["a"], "merged_pairs": 2}
 
 
 @dataclass
@@ -94,6 +98,10 @@ class BenchConfig:
     """observation noise norm"""
     leakage: float = 0.1
     """leakage between adjacent levels"""
+    merged_pairs: int = 0
+    """pairs of coarsest concepts made to co-occur (HierarchicalSelectionConfig.merged_pairs)"""
+    merge_rate: float = 0.95
+    """how often the absent concept of a pair is switched on"""
     hidden_mult: float = 2.0
     """d_l = hidden_mult * n_l"""
     max_prob: float = 0.08
@@ -141,7 +149,8 @@ class BenchConfig:
             concepts_per_level=list(self.concepts_per_level), parents=self.parents, max_overlap=self.max_overlap,
             composition=self.composition,
             hidden_dims=[max(1, round(self.hidden_mult * n)) for n in self.concepts_per_level],
-            noise=self.noise, leakage=self.leakage, max_prob=self.max_prob, min_prob=self.min_prob)
+            noise=self.noise, leakage=self.leakage, max_prob=self.max_prob, min_prob=self.min_prob,
+            merged_pairs=self.merged_pairs, merge_rate=self.merge_rate)
 
 
 def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list[float], eval_acts):
@@ -299,7 +308,8 @@ def parse_composition(text: str) -> str | list[str]:
 
 
 #: fields whose option, when not given, takes the preset's value (``seed``: the first of ``--seeds``, or 0).
-PRESET_FIELDS = ("concepts_per_level", "parents", "composition", "max_prob", "min_prob", "noise", "leakage")
+PRESET_FIELDS = ("concepts_per_level", "parents", "composition", "max_prob", "min_prob", "noise", "leakage",
+                 "merged_pairs")
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[str, ...], argparse.Namespace]:
@@ -316,7 +326,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, list[int], tuple[st
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     a = p.parse_args(argv)
     given = config_from_args(p, a, BenchConfig)
-    world = dict(PRESETS[given.preset])
+    defaults = BenchConfig()
+    world = {**{name: getattr(defaults, name) for name in PRESET_FIELDS}, **PRESETS[given.preset]}
     if given.levels is not None and given.concepts_per_level is None and given.levels != len(world["concepts_per_level"]):
         world["concepts_per_level"] = default_sizes(given.levels)
     world.update({name: getattr(given, name) for name in PRESET_FIELDS if getattr(given, name) is not None})

@@ -130,3 +130,24 @@ def pad_parent_sets(sets: list[list[int]], k: int) -> Int[Tensor, "n_coarse k"]:
     for j, members in enumerate(sets):
         out[j, : len(members)] = torch.tensor(members, dtype=torch.long)
     return out
+
+
+def witness_sets(
+    compositions: list[str], parent_index: list[Int[Tensor, "n_coarse k"]], level: int, concept: int,
+    n_finest: int,
+) -> Bool[Tensor, "n_witness n_finest"]:
+    """Sets of finest concepts whose presence alone makes ``concept`` of ``level`` present.
+
+    One row per way of switching it on: under ``"or"`` one row per component (recursively),
+    under ``"and"`` and ``"threshold"`` one row holding a witness of every (relevant) component.
+    ``parent_index[l]`` holds the composing sets of level ``l`` (``-1``-padded).
+    """
+    if level == len(parent_index):
+        row = torch.zeros(1, n_finest, dtype=torch.bool)
+        row[0, concept] = True
+        return row
+    members = [int(c) for c in parent_index[level][concept].tolist() if c >= 0]
+    below = [witness_sets(compositions, parent_index, level + 1, c, n_finest) for c in members]
+    if compositions[level] == "or":
+        return torch.cat(below)
+    return torch.stack([w[0] for w in below]).any(dim=0, keepdim=True)

@@ -41,6 +41,14 @@ class HierarchicalSelectionConfig:
         correlation: strength in ``[0, 1)`` of low-rank Gaussian-copula correlations between the
             finest concepts (0 = independent).
         correlation_rank: rank of those correlations.
+        merged_pairs: number of pairs of coarsest (level-0) concepts made to co-occur: in a sample
+            where one concept of a pair is present and the other is not, with probability
+            ``merge_rate`` the absent one is switched on through one of its own finest
+            descendants, so the two almost always co-occur while their parts differ (each partner
+            shares the fewest components, then finest descendants, with the other). The finest
+            concepts' marginals are no longer exact; every coarse concept is still its rule of
+            its components.
+        merge_rate: that probability, in ``[0, 1]``.
         magnitude_range: a present concept's activation is uniform in this range.
         leakage: observation ``x_l`` also contains ``leakage ** |l - m|`` times the concepts of
             every other level ``m`` (through fixed random directions of ``x_l``'s space).
@@ -61,6 +69,8 @@ class HierarchicalSelectionConfig:
     zipf_exponent: float = 1.0
     correlation: float = 0.0
     correlation_rank: int = 2
+    merged_pairs: int = 0
+    merge_rate: float = 0.95
     magnitude_range: tuple[float, float] = (0.5, 1.5)
     leakage: float = 0.0
     nonlinearity: str = "none"
@@ -136,6 +146,13 @@ class HierarchicalSelectionConfig:
             raise ValueError(f"correlation must lie in [0, 1), got {self.correlation!r}.")
         if self.correlation_rank < 1:
             raise ValueError(f"correlation_rank must be >= 1, got {self.correlation_rank!r}.")
+        if not isinstance(self.merged_pairs, int) or isinstance(self.merged_pairs, bool) or not (
+                0 <= 2 * self.merged_pairs <= sizes[0]):
+            raise ValueError(
+                f"merged_pairs must be an integer from 0 to {sizes[0] // 2} (half the {sizes[0]} coarsest "
+                f"concepts), got {self.merged_pairs!r}.")
+        if not isinstance(self.merge_rate, (int, float)) or not 0.0 <= self.merge_rate <= 1.0:
+            raise ValueError(f"merge_rate must lie in [0, 1], got {self.merge_rate!r}.")
         lo, hi = self.magnitude_range
         if not 0.0 < lo <= hi:
             raise ValueError(f"magnitude_range must satisfy 0 < low <= high, got {self.magnitude_range!r}.")

@@ -35,6 +35,7 @@ from sae_causal_plugin.synthetic.compositions import (
     compose,
     pad_parent_sets,
     relevant_components,
+    witness_sets,
 )
 from sae_causal_plugin.synthetic.config import HierarchicalSelectionConfig
 
@@ -113,6 +114,7 @@ class HierarchicalSelectionModel:
         probs = zipf_probabilities(sizes[-1], config.max_prob, config.min_prob, config.zipf_exponent)
         self.firing_probabilities = probs[torch.randperm(sizes[-1], generator=gens[3])]
         self.correlation_loadings = _unit_rows(sizes[-1], config.correlation_rank, gens[3])
+        self.merged_pairs = self._choose_merged_pairs(torch.Generator().manual_seed(self.seed * 1009 + 5))
         self._generator = torch.Generator(device=self.device).manual_seed(self.seed * 1009 + 7)
         self.to(self.device)
 
@@ -137,6 +139,28 @@ class HierarchicalSelectionModel:
                 thresholds[j] = thr
             sets = kept_sets
         return pad_parent_sets(sets, k), weights, thresholds
+
+    def witnesses(self, concept: int) -> Bool[Tensor, "n_witness n_finest"]:
+        """Finest-concept sets that each switch coarsest concept ``concept`` on (see ``witness_sets``)."""
+        return witness_sets(self.cfg.compositions(), self.parent_index, 0, concept,
+                            self.cfg.concepts_per_level[-1]).to(self.parent_index[0].device)
+
+    def _choose_merged_pairs(self, generator: torch.Generator) -> Int[Tensor, "n_pairs 2"]:
+        """``cfg.merged_pairs`` disjoint pairs of coarsest concepts, each partner chosen to share
+        the fewest components with the other (then the fewest finest descendants)."""
+        n_pairs = self.cfg.merged_pairs
+        if n_pairs == 0:
+            return torch.zeros(0, 2, dtype=torch.long)
+        parts = [set(p) for p in self.parent_sets(0)]
+        finest = [self.witnesses(j).any(dim=0) for j in range(len(parts))]
+        free = torch.randperm(len(parts), generator=generator).tolist()
+        pairs: list[list[int]] = []
+        while len(pairs) < n_pairs:
+            a = free.pop(0)
+            b = min(free, key=lambda c: (len(parts[a] & parts[c]), int((finest[a] & finest[c]).sum())))
+            free.remove(b)
+            pairs.append(sorted((a, b)))
+        return torch.tensor(pairs, dtype=torch.long)
 
     @property
     def n_levels(self) -> int:
@@ -185,6 +209,19 @@ class HierarchicalSelectionModel:
             finest = z < torch.special.ndtri(p)
         else:
             finest = torch.rand(n, p.shape[0], generator=g, device=self.device) < p
+        levels = self._compose_up(finest)
+        for a, b in self.merged_pairs.tolist():
+            for have, lack in ((a, b), (b, a)):
+                coarse = levels[0]
+                rows = coarse[:, have] & ~coarse[:, lack]
+                rows &= torch.rand(n, generator=g, device=self.device) < self.cfg.merge_rate
+                options = self.witnesses(lack)
+                pick = torch.randint(options.shape[0], (n,), generator=g, device=self.device)
+                finest = finest | (rows[:, None] & options[pick])
+                levels = self._compose_up(finest)
+        return levels
+
+    def _compose_up(self, finest: Bool[Tensor, "n c"]) -> list[Bool[Tensor, "n c"]]:
         levels = [finest]
         for level in reversed(range(self.n_levels - 1)):
             levels.insert(0, compose(self.cfg.compositions()[level], levels[0], self.parent_index[level],
@@ -246,6 +283,8 @@ class HierarchicalSelectionModel:
             "firing_probabilities": self.firing_probabilities,
             "correlation_loadings": self.correlation_loadings,
         }
+        if self.merged_pairs.numel():
+            out["merged_pairs"] = self.merged_pairs
         for level, w in enumerate(self.feature_vectors):
             out[f"feature_vectors.{level}"] = w
         for level in range(self.n_levels - 1):
@@ -266,7 +305,7 @@ class HierarchicalSelectionModel:
 
     def _set_tensor(self, name: str, value: Tensor) -> None:
         parts = name.split(".")
-        if parts[0] in ("firing_probabilities", "correlation_loadings"):
+        if parts[0] in ("firing_probabilities", "correlation_loadings", "merged_pairs"):
             setattr(self, parts[0], value)
         elif parts[0] == "leakage_vectors":
             self.leakage_vectors[(int(parts[1]), int(parts[2]))] = value

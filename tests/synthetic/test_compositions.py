@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sae_causal_plugin.synthetic import compose, relevant_components
-from sae_causal_plugin.synthetic.compositions import assign_parent_sets, pad_parent_sets
+from sae_causal_plugin.synthetic.compositions import assign_parent_sets, pad_parent_sets, witness_sets
 
 # four samples of three fine concepts
 FINE = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool)
@@ -74,3 +74,18 @@ def test_parent_sets_share_at_most_max_overlap_components():
     assert int(uses.min()) == int(uses.max()) == 2  # 48 slots over 24 concepts: every one shared
     with pytest.raises(ValueError, match="sharing at most 0"):
         assign_parent_sets(4, 6, 2, torch.Generator().manual_seed(0), max_tries=5, max_overlap=0)
+
+
+def test_witness_sets_exact():
+    # level 0: concept 0 <- level-1 {0, 1}; level 1 (over the finest three): PARENTS
+    top = torch.tensor([[0, 1]])
+    finest = lambda rows: torch.tensor(rows, dtype=torch.bool)  # noqa: E731
+    assert torch.equal(witness_sets(["or", "or"], [top, PARENTS], 0, 0, 3),
+                       finest([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]]))
+    assert torch.equal(witness_sets(["or", "and"], [top, PARENTS], 0, 0, 3),
+                       finest([[1, 1, 0], [0, 1, 1]]))
+    assert torch.equal(witness_sets(["and", "or"], [top, PARENTS], 0, 0, 3), finest([[1, 1, 0]]))
+    for rows in (witness_sets(["or", "and"], [top, PARENTS], 0, 0, 3),):
+        for row in rows:  # each witness alone switches the concept on
+            mid = compose("and", row[None], PARENTS)
+            assert compose("or", mid, top)[0, 0]

@@ -105,9 +105,25 @@ def test_correlated_sampling_keeps_marginals():
     assert torch.allclose(rates, model.firing_probabilities, atol=0.02)
 
 
+def test_merged_pairs_co_occur_and_stay_exact_selections():
+    cfg = HierarchicalSelectionConfig([8, 16, 24], parents=3, max_overlap=1, merged_pairs=1, merge_rate=1.0)
+    model = HierarchicalSelectionModel(cfg, seed=0)
+    (a, b), = model.merged_pairs.tolist()
+    assert not set(model.parent_sets(0)[a]) & set(model.parent_sets(0)[b])  # their parts differ
+    batch = model.sample(4000, seed=1)
+    coarse = batch.concepts[0]
+    assert torch.equal(coarse[:, a], coarse[:, b]) and coarse[:, a].any()
+    for level in range(2):  # every coarse concept is still its rule of its components
+        assert torch.equal(batch.concepts[level], compose("or", batch.concepts[level + 1], model.parent_index[level]))
+    plain = HierarchicalSelectionModel(HierarchicalSelectionConfig([8, 16, 24], parents=3, max_overlap=1), seed=0)
+    apart = plain.sample(4000, seed=1).concepts[0]
+    assert (apart[:, a] != apart[:, b]).float().mean() > 0.2  # without the merge they often differ
+    assert torch.equal(plain.feature_vectors[0], model.feature_vectors[0])  # the rest of the world is unchanged
+
+
 def test_save_load_round_trip(tmp_path):
     cfg = HierarchicalSelectionConfig([3, 6, 9], parents=2, composition=["or", "threshold"], leakage=0.2,
-                                      noise=0.1, correlation=0.3)
+                                      noise=0.1, correlation=0.3, merged_pairs=1)
     model = HierarchicalSelectionModel(cfg, seed=7)
     model.save(tmp_path / "world")
     loaded = HierarchicalSelectionModel.load_from_disk(tmp_path / "world")
@@ -135,6 +151,8 @@ def test_load_keeps_saved_weights_not_the_seed(tmp_path):
     (dict(concepts_per_level=[4, 8], hidden_dims=[4]), "hidden_dims"),
     (dict(concepts_per_level=[4, 8], nonlinearity="gelu"), "nonlinearity"),
     (dict(concepts_per_level=[4, 8], noise=-1.0), "noise"),
+    (dict(concepts_per_level=[4, 8], merged_pairs=3), "merged_pairs must be an integer from 0 to 2"),
+    (dict(concepts_per_level=[4, 8], merge_rate=1.5), "merge_rate"),
 ])
 def test_bad_config_is_a_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
