@@ -16,7 +16,9 @@ drops AND edges; with one recovery for both methods the comparison isolates the 
 
 Reported per method: per-level MCC (SAELens ``mean_correlation_coefficient``), edge precision /
 recall / F1 and structural Hamming distance against the true graph (latents renamed to the
-concepts they match), edge Jaccard between two training seeds, and seconds (one training run
+concepts they match), the diagnosis that keeps the two causes apart (``layered_diagnosis``:
+concepts with a latent, merged latents and true edges lost, for the dictionary; missed and
+wrong edges between matched latents, for the graph step), edge Jaccard between two training seeds, and seconds (one training run
 plus its graph recovery). ``--seeds 0 1 2`` adds mean and sd. ``--sweep`` varies the noise and
 the share of multi-parent concepts, prints a table and writes a PNG.
 
@@ -177,7 +179,7 @@ def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list
 
 def run_seed(cfg: BenchConfig, seed: int, methods: tuple[str, ...], jaccard: bool = True) -> list[dict[str, Any]]:
     """Every method on the world of ``seed``: scores of training seed ``seed`` (+ a second one)."""
-    from sae_causal_plugin.multilevel import edge_jaccard, edge_scores, level_mcc, match_latents
+    from sae_causal_plugin.multilevel import edge_jaccard, edge_scores, layered_diagnosis, level_mcc, match_latents
     from sae_causal_plugin.synthetic import HierarchicalSelectionModel
 
     model = HierarchicalSelectionModel(cfg.world_config(), seed=seed, device=cfg.device)
@@ -193,6 +195,7 @@ def run_seed(cfg: BenchConfig, seed: int, methods: tuple[str, ...], jaccard: boo
                "level_mcc": [level_mcc(w, fv) for w, fv in zip(decoders, model.feature_vectors)],
                **{k: v for k, v in edge_scores(graph, truth, matchings).items()}, "seconds": seconds,
                "seed_jaccard": None,
+               "diagnosis": layered_diagnosis(graph, truth, matchings, decoders, model.feature_vectors),
                "multi_parent_share": [model.multi_parent_share(level) for level in range(1, model.n_levels)]}
         if jaccard:
             saes_b, graph_b, _ = train_method(method, model, cfg, seed + SECOND_SEED_OFFSET, l0, evaluation.activations)
@@ -200,7 +203,23 @@ def run_seed(cfg: BenchConfig, seed: int, methods: tuple[str, ...], jaccard: boo
         rows.append(row)
         print(f"seed {seed} {method:9s} mcc={[round(m, 3) for m in row['level_mcc']]} "
               + " ".join(f"{k}={row[k]:.3f}" for k in SCALAR_KEYS if row[k] is not None), flush=True)
+        d = row["diagnosis"]
+        print(f"  dictionary: concepts with a latent {d['concepts_with_latent']} of {d['concepts']}, merged latents "
+              f"{d['merged_latents']}, true edges lost {d['edges_lost_to_dictionary']}; graph step: missed "
+              f"{d['graph_missed']}, wrong {d['graph_wrong']}", flush=True)
     return rows
+
+
+#: diagnosis entries averaged over seeds (layered_diagnosis: the dictionary's and the graph step's errors)
+DIAGNOSIS_KEYS = ("concepts_with_latent", "merged_latents", "edges_lost_to_dictionary", "recovered_unmatched",
+                  "graph_missed", "graph_wrong")
+
+
+def _mean_of(values: list[Any]) -> Any:
+    """Mean of numbers, or element-wise mean of equal-length lists."""
+    if isinstance(values[0], list):
+        return [statistics.fmean(v) for v in zip(*values)]
+    return statistics.fmean(values)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -219,6 +238,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in SCALAR_KEYS:
             values = [float(r[key]) for r in mine if r[key] is not None]
             result[key], result[f"{key}_sd"] = _mean_sd(values) if values else (None, None)
+        if all("diagnosis" in r for r in mine):
+            result["diagnosis"] = {key: _mean_of([r["diagnosis"][key] for r in mine]) for key in DIAGNOSIS_KEYS}
         out.append(result)
     return out
 

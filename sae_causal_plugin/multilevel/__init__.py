@@ -7,11 +7,20 @@
   learned selection maps beside them.
 * :func:`recover_layered_graph`: minimal-parent concept graph across levels (CI tests, rule in
   :mod:`sae_causal_plugin.graph.layered`).
-* :func:`level_mcc`, :func:`edge_scores`, :func:`edge_jaccard`: evaluation against a known world.
+* :func:`level_mcc`, :func:`edge_scores`, :func:`edge_jaccard`: evaluation against a known world;
+  :func:`layered_diagnosis` (with :func:`merged_latents`): the dictionary's and the graph step's
+  share of the errors.
 """
 
 from sae_causal_plugin.multilevel.data import check_levels, encode_fired, to_rows
-from sae_causal_plugin.multilevel.evaluation import edge_jaccard, edge_scores, level_mcc, match_latents
+from sae_causal_plugin.multilevel.evaluation import (
+    edge_jaccard,
+    edge_scores,
+    layered_diagnosis,
+    level_mcc,
+    match_latents,
+    merged_latents,
+)
 from sae_causal_plugin.multilevel.losses import cross_level_consistency_loss, cross_level_fit_loss
 from sae_causal_plugin.multilevel.recovery import recover_layered_graph
 from sae_causal_plugin.multilevel.sae import (
@@ -47,10 +56,12 @@ __all__ = [
     "edge_scores",
     "encode_fired",
     "init_from_data",
+    "layered_diagnosis",
     "level_mcc",
     "load_multilevel",
     "make_level_saes",
     "match_latents",
+    "merged_latents",
     "recover_layered_graph",
     "save_multilevel",
     "to_rows",

@@ -23,6 +23,10 @@ def test_tiny_run_prints_one_json_object_last(capsys):
         # the tiny two-level world is easy: both methods recover its graph exactly (seeded run)
         assert len(r["level_mcc"]) == 2 and min(r["level_mcc"]) > 0.97
         assert r["edge_precision"] == r["edge_recall"] == r["edge_f1"] == 1.0 and r["seed_jaccard"] == 1.0
+        # ... so the diagnosis finds nothing wrong on either side
+        d = r["diagnosis"]
+        assert d["concepts_with_latent"] == [3, 6] and d["merged_latents"] == [0, 0]
+        assert d["edges_lost_to_dictionary"] == d["graph_missed"] == d["graph_wrong"] == 0
     assert report["config"]["concepts_per_level"] == [3, 6]
 
 
@@ -51,6 +55,7 @@ def test_summarise_means_and_sds():
     (["--levels", "1"], "at least 2"),
     (["--levels", "3", "--concepts-per-level", "4", "8"], "one count per level"),
     (["--samples", "0"], "--samples must be positive"),
+    (["--preset", "hard-merge", "--merged-pairs", "9"], "merged_pairs must be an integer from 0 to 4"),
 ])
 def test_bad_arguments_fail_before_training(argv, match):
     with pytest.raises(ValueError, match=match):
@@ -91,5 +96,8 @@ def test_hard_presets_are_preset_a_with_high_leakage_or_noise_and_options_still_
     assert (leak.leakage, leak.noise, noisy.leakage, noisy.noise) == (0.6, a.noise, a.leakage, 1.6)
     assert leak.concepts_per_level == noisy.concepts_per_level == a.concepts_per_level
     assert multilevel.parse_args(["--preset", "hard-leak", "--leakage", "0.3"])[0].leakage == 0.3
+    merge, _, _, _ = multilevel.parse_args(["--preset", "hard-merge"])
+    assert (merge.merged_pairs, leak.merged_pairs, merge.noise, merge.leakage) == (2, 0, a.noise, a.leakage)
+    assert multilevel.parse_args(["--preset", "hard-merge", "--merged-pairs", "1"])[0].merged_pairs == 1
     assert (min(multilevel.LEAKAGE_LEVELS), max(multilevel.LEAKAGE_LEVELS)) == (0.0, 0.8)
     assert (min(multilevel.NOISE_LEVELS), max(multilevel.NOISE_LEVELS)) == (0.0, 3.2)
