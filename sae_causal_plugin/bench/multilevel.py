@@ -121,8 +121,6 @@ class BenchConfig:
     """TopK budget at the start, times the final k, annealed (both methods; 1 = off)"""
     explain_levels: str = "coarser"
     """which levels the cross-level term explains from (CrossLevelConfig.explain_levels)"""
-    orthogonal_finer: bool = False
-    """finer read-outs only outside this level's decoder span (CrossLevelConfig.orthogonal_finer)"""
     device: str = device_field()
     """where the world draws samples and the SAEs train (cpu, cuda or cuda:N; draws differ by device)"""
 
@@ -163,8 +161,7 @@ def train_method(method: str, model, cfg: BenchConfig, train_seed: int, l0: list
 
     from sae_causal_plugin.multilevel import CrossLevelConfig, make_level_saes, recover_layered_graph, train_level_saes
 
-    shared = CrossLevelConfig(k_start_mult=cfg.k_start_mult, explain_levels=cfg.explain_levels,
-                              orthogonal_finer=cfg.orthogonal_finer)
+    shared = CrossLevelConfig(k_start_mult=cfg.k_start_mult, explain_levels=cfg.explain_levels)
     cross = shared if method == "ours" else shared.independent()
     torch.manual_seed(train_seed)
     level_cfgs = [BatchTopKTrainingSAEConfig(d_in=d, d_sae=n, k=max(k, 0.05), device=cfg.device)

@@ -91,9 +91,6 @@ class CrossLevelConfig:
             co-fire get a latent each before the final sparsity makes merging them cheaper than
             separating them. Generic, not a cross-level term: :meth:`independent` keeps it.
         k_anneal_stop: share of the training steps after which ``k`` is the configured one.
-        orthogonal_finer: read-outs of *finer* levels' codes act only outside the span of this
-            level's decoder rows (projected out at every step), so they can explain leakage there
-            but cannot imitate this level's concepts.
     """
 
     selection_coefficient: float = 0.1
@@ -107,7 +104,6 @@ class CrossLevelConfig:
     resample_stop: float = 0.7
     k_start_mult: float = 1.0
     k_anneal_stop: float = 0.5
-    orthogonal_finer: bool = False
 
     def independent(self) -> CrossLevelConfig:
         """A copy with every cross-level term off (the baseline: one independent SAE per level)."""
@@ -217,15 +213,6 @@ class CrossLevelMixin:
             str(m): nn.Parameter(torch.zeros(self.level_d_sae[m], cfg.d_in, dtype=dtype, device=device))
             for m in self.cross.explained_levels(level, len(self.level_d_sae))})
 
-    def readout(self, level: int) -> Float[Tensor, "d_sae_other d_in"]:
-        """The read-out of level ``level``'s codes; with ``orthogonal_finer`` a finer level's rows are
-        kept out of the span of this level's decoder rows, so they cannot imitate its concepts."""
-        b = self.cross_readouts[str(level)]
-        if not self.cross.orthogonal_finer or level < self.level:
-            return b
-        q, _ = torch.linalg.qr(self.W_dec.detach().T)  # [d_in, d_sae]: basis of the decoder span
-        return b - (b @ q) @ q.T
-
     @property
     def has_selection_map(self) -> bool:
         return self.cross_selection_logits is not None
@@ -263,7 +250,7 @@ class CrossLevelMixin:
             self.resample_dead_latents(step_input.sae_in)
         self.anneal_k()
         if len(self.cross_readouts) and self.context is not None:
-            self._explained = sum(self.context.codes(int(m)) @ self.readout(int(m)) for m in self.cross_readouts)
+            self._explained = sum(self.context.codes(int(m)) @ b for m, b in self.cross_readouts.items())
         try:
             output = super().training_forward_pass(step_input)  # type: ignore[misc]
         finally:

@@ -48,20 +48,6 @@ def test_cross_level_terms_appear_in_saelens_losses_and_train_the_map():
     assert saes[0].cross_selection_map().shape == (6, 3)
 
 
-def test_orthogonal_finer_readouts_stay_out_of_the_decoder_span():
-    saes = make_level_saes(level_cfgs(), CrossLevelConfig(explain_levels="all", orthogonal_finer=True))
-    torch.manual_seed(0)
-    for sae in saes:
-        for b in sae.cross_readouts.values():
-            b.data.normal_()
-    coarse, fine = saes
-    finer = coarse.readout(1)  # [6 fine latents, 6 channels of level 0]
-    assert finer.abs().max() > 0.1
-    assert torch.allclose(finer @ coarse.W_dec.detach().T, torch.zeros(6, 3), atol=1e-5)
-    assert torch.equal(fine.readout(0), fine.cross_readouts["0"])  # a coarser read-out is left as it is
-    train_level_saes(saes, WORLD.batches(64, seed=1), total_samples=64 * 3, batch_size=64)
-
-
 def test_baseline_runs_the_same_loop_without_cross_level_terms():
     saes = make_level_saes(level_cfgs(), CrossLevelConfig().independent())
     assert saes[0].cross_selection_logits is None and not len(saes[1].cross_readouts)
