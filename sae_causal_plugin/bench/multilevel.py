@@ -119,7 +119,7 @@ class BenchConfig:
     """samples for the SAEs' data-based initialisation"""
     k_start_mult: float = 2.0
     """TopK budget at the start, times the final k, annealed (both methods; 1 = off)"""
-    explain_levels: str = "coarser"
+    explain_levels: str = "all"
     """which levels the cross-level term explains from (CrossLevelConfig.explain_levels)"""
     device: str = device_field()
     """where the world draws samples and the SAEs train (cpu, cuda or cuda:N; draws differ by device)"""

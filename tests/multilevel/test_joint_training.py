@@ -42,9 +42,9 @@ def test_cross_level_terms_appear_in_saelens_losses_and_train_the_map():
     assert not torch.equal(before, saes[0].cross_selection_logits.detach())
     assert saes[1].cross_selection_logits is None  # the finest level has no map
     assert set(saes[1].cross_readouts) == {"0"}
-    assert not len(saes[0].cross_readouts)  # default: read out coarser levels only
-    every = make_level_saes(level_cfgs(), CrossLevelConfig(explain_levels="all"))
-    assert set(every[1].cross_readouts) == {"0"} and set(every[0].cross_readouts) == {"1"}
+    assert set(saes[0].cross_readouts) == {"1"}  # default: read out every other level
+    coarser = make_level_saes(level_cfgs(), CrossLevelConfig(explain_levels="coarser"))
+    assert set(coarser[1].cross_readouts) == {"0"} and not len(coarser[0].cross_readouts)
     assert saes[0].cross_selection_map().shape == (6, 3)
 
 
