@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m sae_causal_plugin demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) report
