@@ -45,7 +45,9 @@ class HierarchicalSelectionConfig:
             where one concept of a pair is present and the other is not, with probability
             ``merge_rate`` the absent one is switched on through one of its own finest
             descendants, so the two almost always co-occur while their parts differ (each partner
-            shares the fewest components, then finest descendants, with the other). The finest
+            shares the fewest components, then finest descendants, with the other; the draw is
+            once per sample and pair, and repeated passes catch a concept of one pair switched on
+            by another pair's merge). The finest
             concepts' marginals are no longer exact; every coarse concept is still its rule of
             its components.
         merge_rate: that probability, in ``[0, 1]``.

@@ -210,15 +210,25 @@ class HierarchicalSelectionModel:
         else:
             finest = torch.rand(n, p.shape[0], generator=g, device=self.device) < p
         levels = self._compose_up(finest)
-        for a, b in self.merged_pairs.tolist():
-            for have, lack in ((a, b), (b, a)):
-                coarse = levels[0]
-                rows = coarse[:, have] & ~coarse[:, lack]
-                rows &= torch.rand(n, generator=g, device=self.device) < self.cfg.merge_rate
-                options = self.witnesses(lack)
-                pick = torch.randint(options.shape[0], (n,), generator=g, device=self.device)
-                finest = finest | (rows[:, None] & options[pick])
-                levels = self._compose_up(finest)
+        pairs = self.merged_pairs.tolist()
+        if not pairs:
+            return levels
+        # one draw per sample and pair: whether that pair is merged in that sample (merge_rate)
+        merged = torch.rand(n, len(pairs), generator=g, device=self.device) < self.cfg.merge_rate
+        options = {c: self.witnesses(c) for pair in pairs for c in pair}
+        picks = {c: torch.randint(w.shape[0], (n,), generator=g, device=self.device) for c, w in options.items()}
+        for _ in range(len(pairs) + 1):  # switching one pair on can switch on a concept of another pair
+            changed = False
+            for p, (a, b) in enumerate(pairs):
+                for have, lack in ((a, b), (b, a)):
+                    coarse = levels[0]
+                    rows = coarse[:, have] & ~coarse[:, lack] & merged[:, p]
+                    if rows.any():
+                        finest = finest | (rows[:, None] & options[lack][picks[lack]])
+                        levels = self._compose_up(finest)
+                        changed = True
+            if not changed:
+                break
         return levels
 
     def _compose_up(self, finest: Bool[Tensor, "n c"]) -> list[Bool[Tensor, "n c"]]:
