@@ -29,7 +29,7 @@ gradient). Cross-level terms of level ``l``, each an entry of SAELens's ``losses
   (``bench multilevel``, seeds 0-2, ``benchmarks/results/multilevel.md``), reading out *every*
   other level (``explain_levels="all"``, the default) against only the coarser ones: presets a
   and b unchanged (edge F1 1.000), c 1.000 against 0.984, leakage 0.6 0.916 against 0.752, two
-  merged coarse pairs 0.878 against 0.852, the language world's cross-layer graph 0.351
+  merged coarse pairs 0.825 against 0.815, the language world's cross-layer graph 0.351
   against 0.270; under observation noise 1.6 the imitation costs 0.747 against 0.867 (missed
   edges between matched latents). Projecting the finer read-outs out of the level's decoder span
   was tried and dropped (it broke preset b on one seed: 0.644). The read-out changes
