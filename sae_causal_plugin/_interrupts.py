@@ -12,7 +12,8 @@
   logging a traceback, and training went on as if Ctrl-C had not been pressed).
 * :func:`noticed`: Ctrl-C inside the block raises ``KeyboardInterrupt`` as usual and is also
   recorded, so an interrupt that a library turned into another error (torch can report one as
-  a ``ValueError`` from deep inside a load) is still recognised.
+  a ``ValueError`` from deep inside a load) is still recognised; one that Python itself swallowed
+  (raised inside a weakref callback or ``__del__``) is delivered again.
 
 All three are no-ops outside the main thread, where Python allows no signal handlers.
 """
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: how long :func:`noticed` waits before sending a swallowed Ctrl-C again (the hook must have returned)
+REDELIVERY_DELAY_S = 0.005
 
 
 def interrupt_types() -> tuple[type[BaseException], ...]:
@@ -113,9 +116,25 @@ def noticed() -> Iterator[Noticed]:
         state.seen = True
         previous(signum, frame)
 
-    with handlers_restored():
-        signal.signal(signal.SIGINT, record)
-        yield state
+    unraisable = sys.unraisablehook
+
+    def redeliver(info: Any) -> None:
+        # Ctrl-C that lands in a callback Python runs for itself (a weakref callback of the import
+        # machinery, a __del__) is swallowed and printed as "Exception ignored in ...": send it again
+        # from another thread once this hook has returned, so it arrives in ordinary code and ends
+        # the command like any other Ctrl-C (sent from here, it would be swallowed in the hook too).
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            threading.Timer(REDELIVERY_DELAY_S, signal.raise_signal, (signal.SIGINT,)).start()
+        else:
+            unraisable(info)
+
+    sys.unraisablehook = redeliver
+    try:
+        with handlers_restored():
+            signal.signal(signal.SIGINT, record)
+            yield state
+    finally:
+        sys.unraisablehook = unraisable
 
 
 def _keyboard_interrupt(signum: int, frame: object) -> None:

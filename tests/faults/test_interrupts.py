@@ -237,3 +237,26 @@ def test_interrupt_while_files_move_into_place_is_held_until_they_are_in(tmp_pat
             (stage / "b.txt").write_text("new b")
     assert snapshot(target) == {"a.txt": b"new a", "b.txt": b"new b"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_ctrl_c_swallowed_inside_a_python_callback_is_delivered_again(capsys):
+    """A SIGINT whose KeyboardInterrupt is raised inside ``__del__`` (or an import-lock weakref callback)
+    is swallowed by Python with an "Exception ignored" traceback; inside ``noticed()`` it arrives again."""
+    import gc
+    import sys
+
+    from sae_causal_plugin._interrupts import noticed
+
+    class InterruptedWhileCollected:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    hook = sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt):
+        with noticed() as state:
+            InterruptedWhileCollected()  # collected at once: its KeyboardInterrupt is unraisable
+            gc.collect()
+            for _ in range(1000):  # the signal is sent again a few ms later
+                time.sleep(0.001)
+    assert state.seen and sys.unraisablehook is hook
+    assert "Exception ignored" not in capsys.readouterr().err
