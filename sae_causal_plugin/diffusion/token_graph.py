@@ -142,6 +142,23 @@ def mean_heatmaps(fired: Bool[Tensor, "n tokens d"], grid: tuple[int, int]) -> F
     return (total / images.sum(0).clamp(min=1)[:, None]).view(-1, h, w)
 
 
+def graph_heatmaps(fired: dict[int, Bool[Tensor, "n tokens d"]], grid: tuple[int, int], graph: ConceptGraph
+                   ) -> dict[str, Float[Tensor, "h w"]]:
+    """The mean heat map (:func:`mean_heatmaps`) of every latent ``t{timestep}:{j}`` that is a node of ``graph``."""
+    maps: dict[str, Tensor] = {}
+    for t, f in fired.items():
+        m = mean_heatmaps(f, grid)
+        maps.update({node_id(t, j, prefix="t"): m[j] for j in range(m.shape[0]) if node_id(t, j, prefix="t") in graph})
+    return maps
+
+
+@torch.no_grad()
+def explained_variance(sae: Any, acts: Float[Tensor, "rows d"]) -> float:
+    """Share of the variance of ``acts`` around their mean that the SAE's reconstruction explains."""
+    recon = sae(acts.to(sae.W_enc.dtype)).to(acts.dtype)
+    return 1 - float((acts - recon).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum().clamp(min=1e-12))
+
+
 @torch.no_grad()
 def generated_tokens(pipeline: HookedDiffusionPipeline, prompts: Sequence[str], hook: str, timesteps: Sequence[int],
                      *, num_inference_steps: int, guidance_scale: float = 7.5, seed: int = 0, batch: int = 4,
@@ -205,17 +222,13 @@ def token_concept_graph(pipeline: HookedDiffusionPipeline, prompts: Sequence[str
     saes, fired, ev = {}, {}, {}
     for i, t in enumerate(ts):
         saes[t] = train_token_sae(train[t], (hook, t), spec, seed=seed * 100 + i)
-        with torch.no_grad():
-            recon = saes[t](held[t].to(saes[t].W_enc.dtype)).to(held[t].dtype)
-        ev[t] = 1 - float((held[t] - recon).pow(2).sum() / (held[t] - held[t].mean(0)).pow(2).sum().clamp(min=1e-12))
+        ev[t] = explained_variance(saes[t], held[t])
         fired[t] = token_firing(saes[t], held[t], len(heldout))
     g = recover_spatial_timestep_graph(fired, **(graph or {}))
-    maps = {}
-    for t in ts:
-        m = mean_heatmaps(fired[t], grid)
-        maps.update({node_id(t, j, prefix="t"): m[j] for j in range(m.shape[0]) if node_id(t, j, prefix="t") in g})
-    return TokenGraphResult(graph=g, saes=saes, heatmaps=maps, explained_variance=ev, grid=grid)
+    return TokenGraphResult(graph=g, saes=saes, heatmaps=graph_heatmaps(fired, grid, g), explained_variance=ev,
+                            grid=grid)
 
 
-__all__ = ["TokenGraphResult", "TokenSAESpec", "check_finite", "generated_tokens", "mean_heatmaps",
+__all__ = ["TokenGraphResult", "TokenSAESpec", "check_finite", "explained_variance", "generated_tokens",
+           "graph_heatmaps", "mean_heatmaps",
            "nearest_schedule_timesteps", "token_codes", "token_concept_graph", "token_firing", "train_token_sae"]

@@ -38,7 +38,7 @@ from torch import Tensor
 from sae_causal_plugin._quiet import quiet_saelens
 from sae_causal_plugin.diffusion import hook_denoiser, noised_activations
 from sae_causal_plugin.diffusion.token_graph import (
-    TokenSAESpec, mean_heatmaps, token_codes, token_firing, train_token_sae,
+    TokenSAESpec, explained_variance, graph_heatmaps, token_codes, token_firing, train_token_sae,
 )
 from sae_causal_plugin.graph import ConceptGraph
 from sae_causal_plugin.graph.layered import parse_node
@@ -233,9 +233,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
             say(f"training the {cfg.architecture} SAE at t={t}")
             saes[t] = train_token_sae(acts[t][:split], (cfg.hook, t), spec, seed=cfg.seed * 100 + i)
             held = acts[t][split:]
-            with torch.no_grad():
-                recon = saes[t](held)
-            ev = 1 - float((held - recon).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
+            ev = explained_variance(saes[t], held)
             code = token_codes(saes[t], held)
             fired[t] = (code > 0).view(n_eval, -1, code.shape[-1])
             mean = code.sum(0) / (code > 0).sum(0).clamp(min=1)
@@ -243,10 +241,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
     masks = token_masks(layout[n_train:])
     graph = recover_spatial_timestep_graph(fired, **cfg.graph)
-    heatmaps = {}
-    for t, f in fired.items():
-        maps = mean_heatmaps(f, (SIZE, SIZE))
-        heatmaps.update({f"t{t}:{j}": maps[j] for j in range(maps.shape[0]) if f"t{t}:{j}" in graph})
+    heatmaps = graph_heatmaps(fired, (SIZE, SIZE), graph)
     assignment: dict[str, tuple[str, float]] = {}
     best = torch.zeros(len(CONCEPTS), dtype=torch.float64)
     for t in cfg.timesteps:
