@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"model": "tiny" if args.tiny else args.model, "hooks": {}}
-    for hook in args.hooks:
-        result = token_concept_graph(hp, prompts[n_held:], prompts[:n_held], hook, args.timesteps, spec,
-                                     num_inference_steps=args.num_inference_steps,
-                                     guidance_scale=args.guidance_scale, seed=args.seed, batch=args.batch)
+    results = token_concept_graph(hp, prompts[n_held:], prompts[:n_held], args.hooks, args.timesteps, spec,
+                                  num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                                  seed=args.seed, batch=args.batch)
+    for hook, result in results.items():
         stem = hook.replace(".hook_out", "").replace(".", "_")
         result.graph.save_json(out / f"{stem}.graph.json")
         drawn = []

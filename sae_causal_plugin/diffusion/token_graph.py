@@ -3,11 +3,11 @@
 The paper's diffusion workflow for any text-to-image pipeline (SD v1.4 with :data:`~.sd14.SD14`,
 or the tiny SD-shaped pipeline of :func:`~.sd14.tiny_sd14_pipeline` in the tests):
 
-1. :func:`generated_tokens`: generate from prompts and cache one hook's tokens at chosen timesteps
-   (conditional CFG rows), ``{t: [n_images * h * w, channels]}``.
+1. :func:`generated_tokens`: generate from prompts once and cache the tokens of the chosen hooks at
+   chosen timesteps (conditional CFG rows), ``{(hook, t): [n_images * h * w, channels]}``.
 2. :func:`train_token_sae`: one SAE per timestep, trained by SAELens's ``SAETrainer`` on a
    :class:`~.activations.DiffusionActivationSource`, returned as a stock SAELens inference SAE.
-3. :func:`token_concept_graph`: the held-out firing of every SAE, the spatial timestep graph
+3. :func:`token_concept_graph`: per hook, the held-out firing of every SAE, the spatial timestep graph
    (:func:`~sae_causal_plugin.graph.spatial.recover_spatial_timestep_graph`) and each node's mean
    heat map over the images it fires in.
 """
@@ -160,43 +160,44 @@ def explained_variance(sae: Any, acts: Float[Tensor, "rows d"]) -> float:
 
 
 @torch.no_grad()
-def generated_tokens(pipeline: HookedDiffusionPipeline, prompts: Sequence[str], hook: str, timesteps: Sequence[int],
-                     *, num_inference_steps: int, guidance_scale: float = 7.5, seed: int = 0, batch: int = 4,
-                     **pipe_kwargs: Any) -> tuple[dict[int, Float[Tensor, "rows channels"]], tuple[int, int]]:
-    """Generate from ``prompts`` and cache ``hook``'s tokens (conditional rows) at ``timesteps``.
+def generated_tokens(pipeline: HookedDiffusionPipeline, prompts: Sequence[str], hooks: Sequence[str],
+                     timesteps: Sequence[int], *, num_inference_steps: int, guidance_scale: float = 7.5, seed: int = 0,
+                     batch: int = 4, **pipe_kwargs: Any
+                     ) -> tuple[dict[tuple[str, int], Float[Tensor, "rows channels"]], dict[str, tuple[int, int]]]:
+    """Generate from ``prompts`` once and cache every hook's tokens (conditional rows) at ``timesteps``.
 
-    Returns ``({t: [len(prompts) * h * w, channels]}, (h, w))``.
+    Returns ``({(hook, t): [len(prompts) * h * w, channels]}, {hook: (h, w)})``.
     """
     if not prompts:
         raise ValueError("prompts: give at least one prompt")
-    pipeline.denoiser.check_hook_name(hook)
-    grid: list[tuple[int, int]] = []
-
-    def calls() -> Any:
-        for s in range(0, len(prompts), batch):
-            yield dict(prompt=list(prompts[s : s + batch]), num_inference_steps=num_inference_steps,
-                       guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed + s),
-                       output_type="latent", **pipe_kwargs)
-
+    if isinstance(hooks, str) or not hooks:
+        raise ValueError(f"hooks: give a list of hook names, e.g. [{hooks!r}]")
+    for hook in hooks:
+        pipeline.denoiser.check_hook_name(hook)
     ts = [int(t) for t in timesteps]
-    parts: dict[int, list[Tensor]] = {t: [] for t in ts}
-    for call in calls():
-        _, cache = pipeline.run_with_cache(**call, names_filter=[hook], timesteps=StepWindow.at(ts), cfg="cond")
-        missing = [t for t in ts if (hook, t) not in cache]
+    keys = [(hook, t) for hook in hooks for t in ts]
+    parts: dict[tuple[str, int], list[Tensor]] = {key: [] for key in keys}
+    grids: dict[str, tuple[int, int]] = {}
+    for s in range(0, len(prompts), batch):
+        _, cache = pipeline.run_with_cache(
+            prompt=list(prompts[s : s + batch]), num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed + s), output_type="latent",
+            names_filter=list(hooks), timesteps=StepWindow.at(ts), cfg="cond", **pipe_kwargs)
+        missing = sorted({t for hook, t in keys if (hook, t) not in cache})
         if missing:
             raise ValueError(f"generation never reached t={missing}; the schedule's timesteps are "
                              f"{sorted({k[1] for k in cache})}")
-        for t in ts:
+        for hook, t in keys:
             x = cache[hook, t]
             if x.ndim != 4:
                 raise ValueError(f"{hook} gives {tuple(x.shape)} token sequences, not a (B, C, H, W) feature map; "
                                  "a spatial graph needs a spatial hook")
-            grid.append((int(x.shape[-2]), int(x.shape[-1])))
-            parts[t].append(to_tokens(x).float().cpu())
-    acts = {t: torch.cat(v) for t, v in parts.items()}
-    for t, a in acts.items():
+            grids.setdefault(hook, (int(x.shape[-2]), int(x.shape[-1])))
+            parts[hook, t].append(to_tokens(x).float().cpu())
+    acts = {key: torch.cat(v) for key, v in parts.items()}
+    for (hook, t), a in acts.items():
         check_finite(a, f"{hook} at t={t}")
-    return acts, grid[0]
+    return acts, grids
 
 
 @dataclass
@@ -210,23 +211,27 @@ class TokenGraphResult:
     grid: tuple[int, int]
 
 
-def token_concept_graph(pipeline: HookedDiffusionPipeline, prompts: Sequence[str], heldout: Sequence[str], hook: str,
-                        timesteps: Sequence[int], spec: TokenSAESpec, *, num_inference_steps: int,
+def token_concept_graph(pipeline: HookedDiffusionPipeline, prompts: Sequence[str], heldout: Sequence[str],
+                        hooks: Sequence[str], timesteps: Sequence[int], spec: TokenSAESpec, *, num_inference_steps: int,
                         guidance_scale: float = 7.5, seed: int = 0, batch: int = 4, graph: dict[str, Any] | None = None
-                        ) -> TokenGraphResult:
-    """Steps 1-3 of the module docstring: SAEs on ``prompts``, graph and heat maps on ``heldout``."""
+                        ) -> dict[str, TokenGraphResult]:
+    """Steps 1-3 of the module docstring for every hook: SAEs on ``prompts``, graph and heat maps on
+    ``heldout``; each prompt set is generated once for all hooks."""
     ts = nearest_schedule_timesteps(pipeline.scheduler, num_inference_steps, timesteps)
     common = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, batch=batch)
-    train, grid = generated_tokens(pipeline, prompts, hook, ts, seed=seed, **common)
-    held, _ = generated_tokens(pipeline, heldout, hook, ts, seed=seed + len(prompts), **common)
-    saes, fired, ev = {}, {}, {}
-    for i, t in enumerate(ts):
-        saes[t] = train_token_sae(train[t], (hook, t), spec, seed=seed * 100 + i)
-        ev[t] = explained_variance(saes[t], held[t])
-        fired[t] = token_firing(saes[t], held[t], len(heldout))
-    g = recover_spatial_timestep_graph(fired, **(graph or {}))
-    return TokenGraphResult(graph=g, saes=saes, heatmaps=graph_heatmaps(fired, grid, g), explained_variance=ev,
-                            grid=grid)
+    train, grids = generated_tokens(pipeline, prompts, hooks, ts, seed=seed, **common)
+    held, _ = generated_tokens(pipeline, heldout, hooks, ts, seed=seed + len(prompts), **common)
+    results = {}
+    for hook in hooks:
+        saes, fired, ev = {}, {}, {}
+        for i, t in enumerate(ts):
+            saes[t] = train_token_sae(train[hook, t], (hook, t), spec, seed=seed * 100 + i)
+            ev[t] = explained_variance(saes[t], held[hook, t])
+            fired[t] = token_firing(saes[t], held[hook, t], len(heldout))
+        g = recover_spatial_timestep_graph(fired, **(graph or {}))
+        results[hook] = TokenGraphResult(graph=g, saes=saes, heatmaps=graph_heatmaps(fired, grids[hook], g),
+                                         explained_variance=ev, grid=grids[hook])
+    return results
 
 
 __all__ = ["TokenGraphResult", "TokenSAESpec", "check_finite", "explained_variance", "generated_tokens",

@@ -31,13 +31,17 @@ def test_the_tiny_twin_has_every_sd14_hook_and_the_paper_timesteps_map_onto_its_
     with pytest.raises(ValueError, match="same steps"):
         nearest_schedule_timesteps(tiny.scheduler, 2, [899, 800])
     with pytest.raises(ValueError, match="Closest names"):
-        generated_tokens(tiny, ["a"], "up_blocks.1.attentions.9.hook_out", [901], num_inference_steps=10)
+        generated_tokens(tiny, ["a"], ["up_blocks.1.attentions.9.hook_out"], [901], num_inference_steps=10)
+    with pytest.raises(ValueError, match="give a list of hook names"):
+        generated_tokens(tiny, ["a"], SD14.hooks[1], [901], num_inference_steps=10)
 
 
 def test_tokens_per_timestep_then_an_sae_each_with_clear_errors(tiny):
-    acts, grid = generated_tokens(tiny, ["a cat", "a dog", "a car"], SD14.hooks[1], [901, 101],
-                                  num_inference_steps=10, batch=2)
-    assert grid == (4, 4) and set(acts) == {901, 101}
+    hook = SD14.hooks[1]
+    both, grids = generated_tokens(tiny, ["a cat", "a dog", "a car"], [hook, SD14.hooks[3]], [901, 101],
+                                   num_inference_steps=10, batch=2)
+    acts = {t: both[hook, t] for t in (901, 101)}
+    assert grids[hook] == (4, 4) and set(both) == {(h, t) for h in (hook, SD14.hooks[3]) for t in (901, 101)}
     assert acts[901].shape == (3 * 16, 16) and not torch.equal(acts[901], acts[101])
     spec = TokenSAESpec(architecture="batchtopk", d_sae=8, k=2, steps=5, batch=16)
     sae = train_token_sae(acts[101], (SD14.hooks[1], 101), spec)
