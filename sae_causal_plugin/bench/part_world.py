@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shown = "skipped" if value is None else f"{value:.3f}"
         verdict = "" if value is None else ("met" if value >= target else "NOT met")
         print(f"{key:22s} {shown:>7s}   target >= {target:.2f}  {verdict}")
+    for t, lin in result["concept_linearity"].items():  # the reading point, apart from the dictionary
+        print(f"concepts at t={t:<5s} R^2 {lin['r2']:.3f}  max |cos| {lin['max_abs_cos']:.3f}  "
+              f"condition {lin['condition']:.1f}  (probe edge F1 {result['probe_edge_f1'] or float('nan'):.3f})")
     print(f"{'n_samples':22s} {result['n_samples']}\n{'seconds':22s} {result['seconds']}")
     if as_json:
         print(json.dumps(result))

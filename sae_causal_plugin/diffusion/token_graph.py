@@ -153,9 +153,12 @@ def graph_heatmaps(fired: dict[int, Bool[Tensor, "n tokens d"]], grid: tuple[int
 
 
 @torch.no_grad()
-def explained_variance(sae: Any, acts: Float[Tensor, "rows d"]) -> float:
-    """Share of the variance of ``acts`` around their mean that the SAE's reconstruction explains."""
-    recon = sae(acts.to(sae.W_enc.dtype)).to(acts.dtype)
+def explained_variance(sae: Any, acts: Float[Tensor, "rows d"], codes: Tensor | None = None) -> float:
+    """Share of the variance of ``acts`` around their mean that the SAE's reconstruction explains
+    (``codes``: the rows' codes from :func:`token_codes`, to decode instead of encoding again)."""
+    if codes is not None and codes.shape[0] != acts.shape[0]:
+        raise ValueError(f"codes has {codes.shape[0]} rows but acts has {acts.shape[0]}; pass the codes of these rows")
+    recon = (sae(acts.to(sae.W_enc.dtype)) if codes is None else sae.decode(codes)).to(acts.dtype)
     return 1 - float((acts - recon).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum().clamp(min=1e-12))
 
 
@@ -226,8 +229,9 @@ def token_concept_graph(pipeline: HookedDiffusionPipeline, prompts: Sequence[str
         saes, fired, ev = {}, {}, {}
         for i, t in enumerate(ts):
             saes[t] = train_token_sae(train[hook, t], (hook, t), spec, seed=seed * 100 + i)
-            ev[t] = explained_variance(saes[t], held[hook, t])
-            fired[t] = token_firing(saes[t], held[hook, t], len(heldout))
+            code = token_codes(saes[t], held[hook, t])
+            ev[t] = explained_variance(saes[t], held[hook, t], code)
+            fired[t] = (code > 0).view(len(heldout), -1, code.shape[-1])
         g = recover_spatial_timestep_graph(fired, **(graph or {}))
         results[hook] = TokenGraphResult(graph=g, saes=saes, heatmaps=graph_heatmaps(fired, grids[hook], g),
                                          explained_variance=ev, grid=grids[hook])

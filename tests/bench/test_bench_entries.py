@@ -133,8 +133,11 @@ def test_part_world_tiny_run_prints_its_json_and_restores_state(capsys):
     assert set(result["sae"]) == {"901", "501", "101"} and 0 <= result["heatmap_iou"] <= 1
     assert 0 <= result["probe_edge_f1"] <= 1 and set(result["probe"]) >= {"edge_f1", "heatmap_iou"}
     assert result["n_samples"] > 0  # some concept got a latent and was steered
+    lin = result["concept_linearity"]
+    assert set(lin) == {"901", "501", "101"} and all(0 <= v["r2"] <= 1 and v["condition"] >= 1 for v in lin.values())
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("edge_f1") and json.loads(lines[-1]) == json.loads(json.dumps(result))
+    assert any(line.startswith("concepts at t=501") for line in lines)
 
 
 def test_cofiring_speed_tiny_run_prints_the_ratio_and_its_json(capsys):

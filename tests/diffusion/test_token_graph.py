@@ -10,7 +10,7 @@ import torch
 from sae_causal_plugin.diffusion import HookedDiffusionPipeline
 from sae_causal_plugin.diffusion.sd14 import SD14, load_sd14, tiny_sd14_pipeline
 from sae_causal_plugin.diffusion.token_graph import (
-    TokenSAESpec, generated_tokens, nearest_schedule_timesteps, token_codes, train_token_sae,
+    TokenSAESpec, explained_variance, generated_tokens, nearest_schedule_timesteps, token_codes, train_token_sae,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sd14_concept_graph.py"
@@ -45,7 +45,11 @@ def test_tokens_per_timestep_then_an_sae_each_with_clear_errors(tiny):
     assert acts[901].shape == (3 * 16, 16) and not torch.equal(acts[901], acts[101])
     spec = TokenSAESpec(architecture="batchtopk", d_sae=8, k=2, steps=5, batch=16)
     sae = train_token_sae(acts[101], (SD14.hooks[1], 101), spec)
-    assert token_codes(sae, acts[101]).shape == (48, 8)
+    codes = token_codes(sae, acts[101])
+    assert codes.shape == (48, 8)
+    assert explained_variance(sae, acts[101], codes) == pytest.approx(explained_variance(sae, acts[101]), abs=1e-5)
+    with pytest.raises(ValueError, match="codes has 47 rows"):
+        explained_variance(sae, acts[101], codes[:47])
     with pytest.raises(ValueError, match="d_in=16"):
         token_codes(sae, torch.zeros(4, 8))
     bad = acts[101].clone()

@@ -19,6 +19,8 @@
    named when the IoU reaches ``min_iou``), and the latent edges are collapsed onto concept
    names and scored against the true part-whole DAG (edge F1).  ``heatmap_iou`` is the mean over
    the 22 concepts of the best latent's IoU (0 for a concept no latent overlaps).
+   ``concept_linearity`` reports, per timestep, how linearly the true concepts sit in the tokens
+   (least-squares concept directions: R^2, max |cos|, condition number), apart from any dictionary.
 4. **Steering** (``steer=True``): part removal, part addition at a chosen place and whole-with-parts
    removal through the latents named after each concept, each timestep's SAE on its own window
    of the 20-step schedule (:mod:`sae_causal_plugin.worlds.part_world.steering_eval`).
@@ -41,6 +43,7 @@ from sae_causal_plugin.diffusion.token_graph import (
     TokenSAESpec, explained_variance, graph_heatmaps, token_codes, token_firing, train_token_sae,
 )
 from sae_causal_plugin.graph import ConceptGraph
+from sae_causal_plugin.graph.concept_directions import concept_directions
 from sae_causal_plugin.graph.layered import parse_node
 from sae_causal_plugin.graph.spatial import recover_spatial_timestep_graph
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, SIZE, Layout, true_edges
@@ -129,6 +132,8 @@ class PartWorldResult:
     concept probes through the same graph rules (empty without ``probe``)"""
     steering: dict[str, Any]
     """what steering_eval returns (empty without steering)"""
+    concept_linearity: dict[int, dict[str, Any]]
+    """per timestep, how linearly the true concepts sit in the hook's tokens (:func:`concept_linearity`)"""
     seconds: float
     latent_graph: ConceptGraph = field(repr=False)
     assignment: dict[str, tuple[str, float]] = field(repr=False)
@@ -139,6 +144,7 @@ class PartWorldResult:
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("latent_graph", "assignment", "saes", "config", "heatmaps")}
         out["sae"] = {str(t): v for t, v in self.sae.items()}
+        out["concept_linearity"] = {str(t): v for t, v in self.concept_linearity.items()}
         out["config"] = asdict(self.config)
         out["probe_edge_f1"] = self.probe.get("edge_f1")
         out["n_latent_edges"] = len(self.latent_graph.edges)
@@ -208,6 +214,16 @@ def probe_ceiling(acts: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"], n_
             "wrong_edges": sorted(recovered - true_edges()), "missing_edges": sorted(true_edges() - recovered)}
 
 
+def concept_linearity(acts: dict[int, Tensor], held_masks: Bool[Tensor, "n tokens c"], split: int
+                      ) -> dict[int, dict[str, Any]]:
+    """Per timestep, the least-squares concept directions' figures on the held-out tokens
+    (:mod:`sae_causal_plugin.graph.concept_directions`: ``r2``, ``max_abs_cos``, ``condition``), over
+    the concepts that vary there: how far the reading point itself is from separable concepts."""
+    present = held_masks.flatten(0, 1)
+    varies = present.any(0) & ~present.all(0)
+    return {t: concept_directions(a[split:], present[:, varies]).figures() for t, a in acts.items()}
+
+
 def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
                    examples: list[dict[str, Any]] | None = None) -> PartWorldResult:
     """Steps 1-4 of the module docstring; ``examples`` collects steering pictures (``steering_eval``)."""
@@ -233,13 +249,14 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
             say(f"training the {cfg.architecture} SAE at t={t}")
             saes[t] = train_token_sae(acts[t][:split], (cfg.hook, t), spec, seed=cfg.seed * 100 + i)
             held = acts[t][split:]
-            ev = explained_variance(saes[t], held)
             code = token_codes(saes[t], held)
+            ev = explained_variance(saes[t], held, code)
             fired[t] = (code > 0).view(n_eval, -1, code.shape[-1])
             mean = code.sum(0) / (code > 0).sum(0).clamp(min=1)
             values.update({(t, j): float(v) for j, v in enumerate(mean.tolist())})
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
     masks = token_masks(layout[n_train:])
+    linearity = concept_linearity(acts, masks, split)
     graph = recover_spatial_timestep_graph(fired, **cfg.graph)
     heatmaps = graph_heatmaps(fired, (SIZE, SIZE), graph)
     assignment: dict[str, tuple[str, float]] = {}
@@ -280,9 +297,9 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
         per_concept_iou={c: round(float(best[i]), 3) for i, c in enumerate(CONCEPTS)},
         concepts_without_latent=[c for c in CONCEPTS if c not in named],
         recovered_concept_edges=sorted(recovered), missing_edges=sorted(truth - recovered),
-        wrong_edges=sorted(recovered - truth), sae=sae_stats, probe=ceiling, steering=steering, seconds=round(time.perf_counter() - start, 1),
+        wrong_edges=sorted(recovered - truth), sae=sae_stats, probe=ceiling, steering=steering, concept_linearity=linearity, seconds=round(time.perf_counter() - start, 1),
         latent_graph=graph, assignment=assignment, saes=saes, heatmaps=heatmaps)
 
 
-__all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "latent_concept_iou",
+__all__ = ["HOOK", "PartWorldConfig", "PartWorldResult", "TARGETS", "collect_tokens", "concept_linearity", "latent_concept_iou",
            "probe_ceiling", "run_experiment", "sae_spec", "token_codes", "token_firing", "token_masks", "train_token_sae"]
