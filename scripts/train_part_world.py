@@ -7,7 +7,7 @@ with 20 DDIM steps and reads them back with the rule-based detectors.  Fixed see
 
 Usage::
 
-    python scripts/train_part_world.py [--steps 2400] [--seed 0] [--threads 2]
+    python scripts/train_part_world.py [--steps 3000] [--seed 0] [--threads 2]
         [--out sae_causal_plugin/worlds/assets] [--json]
 
 Writes ``part_world_denoiser.safetensors`` (EMA weights, float32), ``part_world_config.json``
@@ -29,6 +29,7 @@ import torch
 from sae_causal_plugin.worlds.denoiser_training import sample_grid, save_png
 from sae_causal_plugin.worlds.part_world.concepts import sample_layout
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline, assets_dir, save_pretrained
+from sae_causal_plugin.worlds.part_world.scenes import composite
 from sae_causal_plugin.worlds.part_world.train import TrainConfig, readback_accuracy, train_denoiser
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     weights, config = save_pretrained(unet, tokens, out, metadata=meta)
     labels = sample_layout(36, torch.Generator().manual_seed(1234)).labels
     samples = out / "part_world_samples.png"
-    save_png(sample_grid(pipe(labels, generator=torch.Generator().manual_seed(1234)), ncol=12), str(samples))
+    save_png(sample_grid(composite(pipe(labels, generator=torch.Generator().manual_seed(1234))), ncol=12), str(samples))
     result = {"train_seconds": summary["train_seconds"], "accuracy": readback["accuracy"],
               "per_concept": readback["per_concept"], "weights": str(weights), "config": str(config),
               "samples": str(samples), "weights_mb": round(weights.stat().st_size / 2**20, 2)}

@@ -9,7 +9,7 @@
   attend to the concept tokens: concepts enter where they are drawn.  Both attention layers of
   each transformer block attend to the tokens (``only_cross_attention``: no self-attention, which
   the convolutions make up for at 16x16 and which costs a quarter of the training time).
-* :class:`PartWorldPipeline`: DDIM sampling of ``[B, 3, 16, 16]`` scenes in ``[0, 1]``; its
+* :class:`PartWorldPipeline`: DDIM sampling of layered ``[B, 22, 16, 16]`` scenes in ``[0, 1]``; its
   ``unet`` / ``scheduler`` attributes make it a pipeline that
   :class:`~sae_causal_plugin.diffusion.HookedDiffusionPipeline` accepts.
 * :func:`load_pretrained` / :func:`save_pretrained`: the shipped weights
@@ -127,7 +127,7 @@ class PartWorldPipeline:
     def __call__(self, labels: Tensor, num_inference_steps: int = DEFAULT_STEPS,
                  generator: torch.Generator | None = None, latents: Tensor | None = None,
                  output_type: str = "pt") -> Tensor:
-        """One image ``[B, 3, 16, 16]`` per label vector (``output_type="latent"``: the raw ``[-1, 1]`` output)."""
+        """One layered scene ``[B, 22, 16, 16]`` per label vector (``output_type="latent"``: the raw ``[-1, 1]`` output)."""
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be a positive int, got {num_inference_steps!r}")
         if output_type not in ("pt", "latent"):

@@ -20,6 +20,7 @@ from sae_causal_plugin.graph.layered import name_matched_latents
 from sae_causal_plugin.worlds.denoiser_training import sample_grid, save_png
 from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, level, true_edges
 from sae_causal_plugin.worlds.part_world.experiment import PartWorldConfig, run_experiment
+from sae_causal_plugin.worlds.part_world.scenes import composite
 from sae_causal_plugin.worlds.run import SteeringExample, WorldRun, check_world_options
 
 HEADLINE = ("edge_f1", "edge_precision", "edge_recall", "heatmap_iou", "probe_edge_f1", "part_removal_success",
@@ -70,14 +71,14 @@ def run_part_world(seed: int = 0, *, out_dir: Path | None = None, progress: bool
     for ex in examples:
         stem = f"{ex['kind']}_{ex['concept'].replace('@', '_at_')}"
         before, after = scratch / f"{stem}_before.png", scratch / f"{stem}_after.png"
-        save_png(sample_grid(ex["before"], ncol=n_show), str(before), scale=6)
-        save_png(sample_grid(ex["after"], ncol=n_show), str(after), scale=6)
+        save_png(sample_grid(composite(ex["before"]), ncol=n_show), str(before), scale=6)
+        save_png(sample_grid(composite(ex["after"]), ncol=n_show), str(after), scale=6)
         ok = sum(ex["succeeded"])
         steering.append(SteeringExample(title=TITLES[ex["kind"]].format(c=ex["concept"]), before=before, after=after,
                                         note=f"{ok} of {len(ex['succeeded'])} shown samples read back as intended",
                                         succeeded=ok == len(ex["succeeded"])))
     description = (
-        f"Part-whole diffusion world (16x16 scenes, {len(CONCEPTS)} concepts on 3 levels, a DAG of "
+        f"Part-whole diffusion world (16x16 scenes of one layer per concept, {len(CONCEPTS)} concepts on 3 levels, a DAG of "
         f"{len(true_edges())} part -> whole edges), seed {seed}: one per-token SAE per timestep "
         f"{list(cfg.timesteps)} at {cfg.hook}, the spatial timestep graph on {cfg.eval_images} held-out scenes; "
         f"a latent is named by the concept whose true mask its active tokens overlap best (IoU >= {cfg.min_iou}). "

@@ -8,7 +8,7 @@ generated twice from the same noise (without and with the edit) and read back by
 * **part removal** (every part ``c``, scenes with ``c``): ``c``'s latents are ablated.  Counted over
   the samples whose unsteered image shows ``c``: ``part_removal_success`` = ``c`` gone;
   ``off_target_preserved`` = every other concept reads as in the unsteered image;
-  ``outside_changed`` = share of pixels more than 1 pixel away from ``c`` whose colour changed.
+  ``outside_changed`` = share of pixels more than 1 pixel away from ``c`` where some layer changed by more than 0.25.
 * **part addition** (every part ``c`` and host region ``h``, scenes with ``h`` and without ``c``):
   a place is chosen in the unsteered image, one of ``c``'s slots inside ``h`` (found from the
   detected whole and region), and ``c``'s latents are added there only (a per-image ``(16, 16)``
@@ -38,6 +38,7 @@ from sae_causal_plugin.worlds.part_world.concepts import (
 )
 from sae_causal_plugin.worlds.part_world.detectors import detect_concepts, detected_masks
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline
+from sae_causal_plugin.worlds.part_world.scenes import CHANNELS
 
 ConceptLatents = Mapping[str, Mapping[int, Sequence[int]]]
 
@@ -119,7 +120,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
     outside: list[float] = []
     for part in PART_AREAS:
         labels = scenes_where(n_samples, gen, present=[part])
-        noise = torch.randn(n_samples, 3, 16, 16, generator=gen)
+        noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
         base = _generate(pipe, labels, noise, steps)
         det_b = detect_concepts(base)
         valid = det_b[:, CONCEPT_INDEX[part]]
@@ -148,7 +149,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
     for part, hosts in PART_AREAS.items():
         for host in hosts:
             labels = scenes_where(n_samples, gen, present=[host], absent=[part])
-            noise = torch.randn(n_samples, 3, 16, 16, generator=gen)
+            noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
             base = _generate(pipe, labels, noise, steps)
             places = _place(detected_masks(base), part, host, gen)
             valid = places.flatten(1).any(1)
@@ -169,7 +170,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
                                                   "valid": int(valid.sum())}
     for whole in WHOLES:
         labels = scenes_where(n_samples, gen, present=[whole])
-        noise = torch.randn(n_samples, 3, 16, 16, generator=gen)
+        noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
         base = _generate(pipe, labels, noise, steps)
         valid = detect_concepts(base)[:, CONCEPT_INDEX[whole]]
         tally["whole_n"] += int(valid.sum())
