@@ -50,9 +50,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shown = "skipped" if value is None else f"{value:.3f}"
         verdict = "" if value is None else ("met" if value >= target else "NOT met")
         print(f"{key:22s} {shown:>7s}   target >= {target:.2f}  {verdict}")
-    for t, lin in result["concept_linearity"].items():  # the reading point, apart from the dictionary
+    probe = result["probe_edge_f1"]  # the reading point and the graph rules, apart from the dictionary
+    print(f"{'probe_edge_f1':22s} {'skipped' if probe is None else f'{probe:.3f}':>7s}   (linear probes, the ceiling)")
+    for t, lin in result["concept_linearity"].items():
         print(f"concepts at t={t:<5s} R^2 {lin['r2']:.3f}  max |cos| {lin['max_abs_cos']:.3f}  "
-              f"condition {lin['condition']:.1f}  (probe edge F1 {result['probe_edge_f1'] or float('nan'):.3f})")
+              f"condition {lin['condition']:.1f}")
     print(f"{'n_samples':22s} {result['n_samples']}\n{'seconds':22s} {result['seconds']}")
     if as_json:
         print(json.dumps(result))

@@ -33,15 +33,19 @@ def layer_pixels(images: Tensor) -> Bool[Tensor, "b c h w"]:
     return image_batch(images, CHANNELS) > ON
 
 
+def _present(on: Bool[Tensor, "b c h w"]) -> Bool[Tensor, "b c"]:
+    return on.sum((2, 3)) >= _THRESHOLDS
+
+
 def detect_concepts(images: Tensor) -> Bool[Tensor, "b c"]:
-    """The concepts present in each image, ``[B, N_CONCEPTS]`` in the order of ``CONCEPTS``."""
-    return layer_pixels(images).sum((2, 3)) >= _THRESHOLDS
+    """The concepts present in each image, ``[B, N_CONCEPTS]`` in the order of ``CONCEPTS`` (rule 2)."""
+    return _present(layer_pixels(images))
 
 
 def detected_masks(images: Tensor) -> Bool[Tensor, "b c h w"]:
     """Each present concept's on pixels (rule 3)."""
     on = layer_pixels(images)
-    return on & (on.sum((2, 3)) >= _THRESHOLDS)[:, :, None, None]
+    return on & _present(on)[:, :, None, None]
 
 
 def unknown_fraction(images: Tensor) -> Float[Tensor, " b"]:

@@ -214,14 +214,13 @@ def probe_ceiling(acts: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"], n_
             "wrong_edges": sorted(recovered - true_edges()), "missing_edges": sorted(true_edges() - recovered)}
 
 
-def concept_linearity(acts: dict[int, Tensor], held_masks: Bool[Tensor, "n tokens c"], split: int
-                      ) -> dict[int, dict[str, Any]]:
-    """Per timestep, the least-squares concept directions' figures on the held-out tokens
-    (:mod:`sae_causal_plugin.graph.concept_directions`: ``r2``, ``max_abs_cos``, ``condition``), over
-    the concepts that vary there: how far the reading point itself is from separable concepts."""
-    present = held_masks.flatten(0, 1)
+def concept_linearity(tokens: dict[int, Tensor], masks: Bool[Tensor, "n tokens c"]) -> dict[int, dict[str, Any]]:
+    """Per timestep, the least-squares concept directions' figures of ``tokens`` (one row per token of
+    ``masks``; :mod:`sae_causal_plugin.graph.concept_directions`: ``r2``, ``max_abs_cos``, ``condition``),
+    over the concepts that vary there: how far the reading point itself is from separable concepts."""
+    present = masks.flatten(0, 1)
     varies = present.any(0) & ~present.all(0)
-    return {t: concept_directions(a[split:], present[:, varies]).figures() for t, a in acts.items()}
+    return {t: concept_directions(a, present[:, varies]).figures() for t, a in tokens.items()}
 
 
 def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
@@ -256,7 +255,7 @@ def run_experiment(cfg: PartWorldConfig | None = None, log: Log = None,
             values.update({(t, j): float(v) for j, v in enumerate(mean.tolist())})
             sae_stats[t] = {"explained_variance": round(ev, 4), "l0": round(float(fired[t].sum(-1).float().mean()), 3)}
     masks = token_masks(layout[n_train:])
-    linearity = concept_linearity(acts, masks, split)
+    linearity = concept_linearity({t: a[split:] for t, a in acts.items()}, masks)
     graph = recover_spatial_timestep_graph(fired, **cfg.graph)
     heatmaps = graph_heatmaps(fired, (SIZE, SIZE), graph)
     assignment: dict[str, tuple[str, float]] = {}

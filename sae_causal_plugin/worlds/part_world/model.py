@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from sae_causal_plugin.worlds.denoiser_training import SCHEDULER_CONFIG
 
 from sae_causal_plugin.worlds.part_world.concepts import N_CONCEPTS, SIZE
-from sae_causal_plugin.worlds.part_world.scenes import CHANNELS, from_model
+from sae_causal_plugin.worlds.part_world.scenes import CHANNELS, from_model, scene_noise
 
 EMBED_DIM = 32
 UNET_CONFIG: dict[str, Any] = dict(
@@ -135,7 +135,7 @@ class PartWorldPipeline:
         cond = self.encode_labels(labels)
         shape = (cond.shape[0], CHANNELS, SIZE, SIZE)
         if latents is None:
-            latents = torch.randn(shape, generator=generator)
+            latents = scene_noise(shape[0], generator)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         x = latents.to(self.device) * self.scheduler.init_noise_sigma

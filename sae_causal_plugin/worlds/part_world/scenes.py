@@ -99,6 +99,11 @@ def sample_scenes(n: int, *, seed: int = 0) -> tuple[Float[Tensor, "n c h w"], L
     return render(layout), layout
 
 
+def scene_noise(n: int, generator: torch.Generator | None = None) -> Float[Tensor, "n c h w"]:
+    """Standard Gaussian starting noise for ``n`` layered scenes, ``[n, 22, 16, 16]``."""
+    return torch.randn(n, CHANNELS, SIZE, SIZE, generator=generator)
+
+
 def to_model(images: Tensor) -> Tensor:
     """``[0, 1]`` images -> the denoiser's ``[-1, 1]`` space."""
     return images * 2.0 - 1.0
@@ -110,4 +115,4 @@ def from_model(x: Tensor) -> Tensor:
 
 
 __all__ = ["BACKGROUND", "CHANNELS", "ON", "PALETTE", "PALETTE_TENSOR", "composite", "concept_masks", "from_model", "render",
-           "sample_scenes", "to_model"]
+           "sample_scenes", "scene_noise", "to_model"]

@@ -38,7 +38,7 @@ from sae_causal_plugin.worlds.part_world.concepts import (
 )
 from sae_causal_plugin.worlds.part_world.detectors import detect_concepts, detected_masks
 from sae_causal_plugin.worlds.part_world.model import PartWorldPipeline
-from sae_causal_plugin.worlds.part_world.scenes import CHANNELS
+from sae_causal_plugin.worlds.part_world.scenes import scene_noise
 
 ConceptLatents = Mapping[str, Mapping[int, Sequence[int]]]
 
@@ -120,7 +120,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
     outside: list[float] = []
     for part in PART_AREAS:
         labels = scenes_where(n_samples, gen, present=[part])
-        noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
+        noise = scene_noise(n_samples, gen)
         base = _generate(pipe, labels, noise, steps)
         det_b = detect_concepts(base)
         valid = det_b[:, CONCEPT_INDEX[part]]
@@ -149,7 +149,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
     for part, hosts in PART_AREAS.items():
         for host in hosts:
             labels = scenes_where(n_samples, gen, present=[host], absent=[part])
-            noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
+            noise = scene_noise(n_samples, gen)
             base = _generate(pipe, labels, noise, steps)
             places = _place(detected_masks(base), part, host, gen)
             valid = places.flatten(1).any(1)
@@ -170,7 +170,7 @@ def steering_eval(pipe: PartWorldPipeline, saes: Mapping[int, Any], latents: Con
                                                   "valid": int(valid.sum())}
     for whole in WHOLES:
         labels = scenes_where(n_samples, gen, present=[whole])
-        noise = torch.randn(n_samples, CHANNELS, 16, 16, generator=gen)
+        noise = scene_noise(n_samples, gen)
         base = _generate(pipe, labels, noise, steps)
         valid = detect_concepts(base)[:, CONCEPT_INDEX[whole]]
         tally["whole_n"] += int(valid.sum())

@@ -5,8 +5,9 @@ x0-prediction DDPM training: per sample a layout from the world's sampling rule
 present concept, the scene noised to a uniform random timestep; the UNet and the concept tokens
 learn to predict the clean scene (MSE, each layer weighted by ``area ** -layer_weighting``, where
 ``area`` is the layer's mean number of on pixels, normalised to mean weight 1: without it the
-2x2 parts, 0.4 on pixels per scene against 16 for a whole, are still undrawn after 1500 steps).  The layout's *positions* are not conditioned on: as with
-a text prompt, the noise decides where the whole and its parts go.  AdamW with warm-up and cosine
+2x2 parts, 0.4 on pixels per scene against 16 for a whole, are still undrawn after 1500 steps).
+The layout's *positions* are not conditioned on: as with a text prompt, the noise decides where
+the whole and its parts go.  AdamW with warm-up and cosine
 decay; the exponential moving average (EMA) of the weights is what gets saved.  Seeded throughout.
 """
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from sae_causal_plugin._rng import keeps_global_rng
 from sae_causal_plugin.worlds.denoiser_training import ema_update, lr_at, prediction_target
-from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, SIZE, sample_layout
+from sae_causal_plugin.worlds.part_world.concepts import CONCEPTS, sample_layout
 from sae_causal_plugin.worlds.part_world.detectors import detect_concepts
 from sae_causal_plugin.worlds.part_world.model import (
     DEFAULT_STEPS,
@@ -32,7 +33,7 @@ from sae_causal_plugin.worlds.part_world.model import (
     build_denoiser,
     build_scheduler,
 )
-from sae_causal_plugin.worlds.part_world.scenes import CHANNELS, concept_masks, render, to_model
+from sae_causal_plugin.worlds.part_world.scenes import concept_masks, render, scene_noise, to_model
 
 STRENGTHS = (0.6, 1.0)
 
@@ -123,7 +124,7 @@ def readback_accuracy(pipe: PartWorldPipeline, n: int = 400, seed: int = 0,
     """
     gen = torch.Generator().manual_seed(seed)
     labels = sample_layout(n, gen).labels
-    noise = torch.randn(n, CHANNELS, SIZE, SIZE, generator=gen)
+    noise = scene_noise(n, gen)
     images = torch.cat([pipe(labels[s : s + batch_size], num_inference_steps=num_inference_steps,
                              latents=noise[s : s + batch_size]) for s in range(0, n, batch_size)])
     det = detect_concepts(images)
